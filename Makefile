@@ -1,0 +1,51 @@
+# All set-up is here so that a fresh machine needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: setup system-deps node-deps py-deps js demo test lint unit interop browser bench clean
+
+setup: system-deps node-deps py-deps
+
+# Debian's Chromium for the browser tests (Playwright cannot download browsers here).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: browser tests will be skipped (run as root or apt-get install chromium)"; fi; }
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+node-deps: node_modules/.package-lock.json
+
+$(VENV)/.installed: pyproject.toml node_modules/.package-lock.json
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+py-deps: $(VENV)/.installed
+
+js: node-deps
+	npm run build
+
+lint: py-deps
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+# The README's test command: everything, from scratch.
+test: setup js lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+# The README's main job.
+demo: setup js
+	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb
+
+bench: setup js
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) node_modules src/partywidget/static
