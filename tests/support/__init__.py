@@ -1,0 +1,1 @@
+"""Shared test helpers: ports, Node peers, partykit dev, servers."""
