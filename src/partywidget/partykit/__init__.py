@@ -1,0 +1,1 @@
+"""PartyKit client side: PartySocket and the PartyKit persister."""
