@@ -1,6 +1,485 @@
-// Placeholder front-end: replaced by the grid in the widget issue.
+// PartyStoreWidget front-end: a TinyBase Store mirrors the kernel's Store; each table is a
+// virtualised, editable grid reading straight from that mirror.
+//
+// Data path (custom messages, see partywidget/widget.py):
+//   view -> kernel  {kind: "snapshot?", view}                      on render / after a gap
+//   kernel -> view  {kind: "snapshot", to, sid, seq, part, parts, content}   chunked
+//   kernel -> view  {kind: "changes", seq, changes}                 one per transaction
+//   view -> kernel  {kind: "changes", view, seq, changes}           one per local edit
+// `seq` numbers each direction's stream; a delta that is not exactly last+1 makes the view
+// ask for a new snapshot (the kernel does the same for a view's stream), so a lost or early
+// message heals itself. Changes are TinyBase Changes encoded as on the PartyKit wire.
+//
+// Why a hand-written grid rather than a grid library: the mirror already is the row model
+// (TinyBase Store with per-cell listeners), so the grid only needs to draw the visible
+// window (O(visible rows) DOM, fixed row height) and redraw the cells a delta touched.
+// Tabulator / AG Grid would keep a second copy of 100k rows, add hundreds of kB to the
+// bundle and need their own change-detection wiring; what they add (filters, column
+// resizing, pivoting) is not needed here.
+import { createStore, type Changes, type Store } from "tinybase/store";
+import { decodeChanges, decodeContent, encodeChanges, touchedCells } from "./protocol";
+
+type Model = {
+  get(name: string): any;
+  on(event: string, cb: (...args: any[]) => void): void;
+  off(event?: string | null, cb?: ((...args: any[]) => void) | null): void;
+  send(content: unknown, callbacks?: unknown, buffers?: unknown[]): void;
+};
+
+const ROW_HEIGHT = 26;
+const OVERSCAN = 8;
+const FLASH_MS = 1200;
+
+function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  cls?: string,
+  text?: string,
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  if (cls) el.className = cls;
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+function formatCell(value: unknown): string {
+  if (value === undefined) return "";
+  if (value === null) return "null";
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+function cellKind(value: unknown): string {
+  if (value === null || value === undefined) return "empty";
+  if (Array.isArray(value)) return "array";
+  return typeof value;
+}
+
+/** Parse what the user typed, keeping the type the cell (or column) already has. */
+function parseInput(text: string, previous: unknown, columnKind: string): unknown {
+  if (text === "") return undefined;
+  const kind = previous === undefined ? columnKind : cellKind(previous);
+  if (kind === "number") {
+    const n = Number(text);
+    return Number.isFinite(n) ? n : text;
+  }
+  if (kind === "boolean") {
+    if (text === "true") return true;
+    if (text === "false") return false;
+    return text;
+  }
+  if (kind === "object" || kind === "array" || kind === "empty") {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
+  }
+  return text;
+}
+
+class View {
+  private readonly store: Store = createStore();
+  private readonly viewId = Math.random().toString(36).slice(2, 10);
+  private lastSeq = -1; // kernel -> view stream; -1 = no snapshot yet
+  private sendSeq = 0; // view -> kernel stream
+  private awaiting: string | null = null; // snapshot id being received
+  private pending: Array<{ seq: number; changes: string }> = [];
+  private parts: string[] = [];
+  private applyingRemote = false;
+  private flashes = new Map<string, number>();
+  private current: string | null = null; // selected table
+  private sortCell: string | null = null;
+  private sortDesc = false;
+  private order: string[] | null = null; // cached (sorted) row ids of current table
+  private redrawQueued = false;
+  private destroyed = false;
+  private editing: HTMLInputElement | null = null;
+
+  private readonly root = h("div", "partywidget");
+  private readonly badge = h("span", "pw-badge");
+  private readonly info = h("span", "pw-info");
+  private readonly notice = h("div", "pw-notice");
+  private readonly tabs = h("div", "pw-tabs");
+  private readonly toolbar = h("div", "pw-toolbar");
+  private readonly scroller = h("div", "pw-scroller");
+  private readonly spacer = h("div", "pw-spacer");
+  private readonly header = h("div", "pw-header");
+  private readonly body = h("div", "pw-body");
+  private readonly valuesPanel = h("div", "pw-values");
+  private readonly onMsg = (msg: any) => this.receive(msg);
+  private readonly onStatus = () => this.renderStatus();
+
+  constructor(
+    private readonly model: Model,
+    el: HTMLElement,
+  ) {
+    const top = h("div", "pw-top");
+    top.append(this.badge, this.info);
+    const addRow = h("button", "pw-add-row", "+ row");
+    addRow.title = "Add a row to this table";
+    addRow.addEventListener("click", () => this.addRow());
+    this.toolbar.append(addRow);
+    this.scroller.append(this.header, this.spacer);
+    this.spacer.append(this.body);
+    const main = h("div", "pw-main");
+    const tablesBox = h("div", "pw-tables");
+    tablesBox.append(this.tabs, this.toolbar, this.scroller);
+    const valuesBox = h("div", "pw-values-box");
+    valuesBox.append(h("div", "pw-section", "values"), this.valuesPanel);
+    main.append(tablesBox, valuesBox);
+    this.root.append(top, this.notice, main);
+    el.append(this.root);
+
+    this.scroller.addEventListener("scroll", () => this.queueRedraw());
+    this.store.addTablesListener(() => this.queueRedraw());
+    this.store.addTableIdsListener(() => this.renderTabs());
+    this.store.addRowIdsListener(null, (_s, tableId) => {
+      if (tableId === this.current) this.order = null;
+      this.renderTabs();
+    });
+    this.store.addCellListener(null, null, null, (_s, tableId, _r, cellId) => {
+      if (tableId === this.current && cellId === this.sortCell) this.order = null;
+    });
+    this.store.addValuesListener(() => this.renderValues());
+    this.store.addDidFinishTransactionListener(() => this.onLocalTransaction());
+
+    model.on("msg:custom", this.onMsg);
+    for (const name of ["status", "error", "notice", "host", "room", "read_only"])
+      model.on(`change:${name}`, this.onStatus);
+    this.renderStatus();
+    this.renderTabs();
+    this.renderValues();
+    this.requestSnapshot();
+  }
+
+  destroy(): void {
+    this.destroyed = true;
+    this.model.off("msg:custom", this.onMsg);
+    for (const name of ["status", "error", "notice", "host", "room", "read_only"])
+      this.model.off(`change:${name}`, this.onStatus);
+    this.store.delTables().delValues();
+  }
+
+  // ---------------------------------------------------------------- data path
+
+  private requestSnapshot(): void {
+    this.awaiting = "?";
+    this.parts = [];
+    this.renderStatus();
+    this.model.send({ kind: "snapshot?", view: this.viewId });
+  }
+
+  private receive(msg: any): void {
+    if (this.destroyed || msg === null || typeof msg !== "object") return;
+    if (msg.kind === "snapshot") {
+      if (msg.to !== null && msg.to !== undefined && msg.to !== this.viewId) return;
+      if (msg.part === 0) {
+        this.awaiting = msg.sid;
+        this.parts = [];
+      } else if (msg.sid !== this.awaiting || this.parts.length !== msg.part) {
+        return; // part of a snapshot we are not assembling (or out of order): ignore
+      }
+      this.parts.push(msg.content);
+      this.renderStatus(msg.part + 1, msg.parts);
+      if (this.parts.length === msg.parts) this.finishSnapshot(msg.seq);
+    } else if (msg.kind === "changes") {
+      if (this.awaiting !== null) {
+        this.pending.push({ seq: msg.seq, changes: msg.changes });
+      } else if (msg.seq === this.lastSeq + 1) {
+        this.applyRemote(msg.seq, msg.changes);
+      } else if (msg.seq > this.lastSeq + 1) {
+        this.pending.push({ seq: msg.seq, changes: msg.changes });
+        this.requestSnapshot(); // a delta went missing: start over from a snapshot
+      } // else: an old duplicate, already contained in our state
+    }
+  }
+
+  private finishSnapshot(seq: number): void {
+    const tables: Record<string, Record<string, unknown>> = {};
+    let values = {};
+    for (const [i, text] of this.parts.entries()) {
+      const [partTables, partValues] = decodeContent(text) as unknown as [
+        Record<string, Record<string, unknown>>,
+        Record<string, unknown>,
+      ];
+      for (const [tableId, rows] of Object.entries(partTables))
+        Object.assign((tables[tableId] ??= {}), rows);
+      if (i === 0) values = partValues;
+    }
+    this.applyingRemote = true;
+    try {
+      this.store.setContent([tables, values] as any);
+    } finally {
+      this.applyingRemote = false;
+    }
+    this.awaiting = null;
+    this.parts = [];
+    this.lastSeq = seq;
+    this.order = null;
+    const queued = this.pending.sort((a, b) => a.seq - b.seq);
+    this.pending = [];
+    for (const { seq: s, changes } of queued) {
+      if (s <= this.lastSeq) continue;
+      if (s !== this.lastSeq + 1) {
+        this.requestSnapshot();
+        return;
+      }
+      this.applyRemote(s, changes);
+    }
+    this.renderStatus();
+    this.queueRedraw();
+  }
+
+  private applyRemote(seq: number, text: string): void {
+    const changes = decodeChanges(text);
+    const now = performance.now();
+    for (const [t, r, c] of touchedCells(changes)) this.flashes.set(`${t}\u0000${r}\u0000${c}`, now);
+    this.applyingRemote = true;
+    try {
+      this.store.applyChanges(changes);
+    } finally {
+      this.applyingRemote = false;
+    }
+    this.lastSeq = seq;
+    this.queueRedraw();
+    setTimeout(() => this.queueRedraw(), FLASH_MS + 50);
+  }
+
+  private onLocalTransaction(): void {
+    if (this.applyingRemote) return;
+    const changes = this.store.getTransactionChanges() as Changes;
+    if (Object.keys(changes[0]).length === 0 && Object.keys(changes[1]).length === 0) return;
+    this.sendSeq += 1;
+    this.model.send({ kind: "changes", view: this.viewId, seq: this.sendSeq, changes: encodeChanges(changes) });
+  }
+
+  // ---------------------------------------------------------------- rendering
+
+  private get readOnly(): boolean {
+    return Boolean(this.model.get("read_only"));
+  }
+
+  private renderStatus(part?: number, parts?: number): void {
+    const status: string = this.model.get("status") ?? "connecting";
+    const error: string = this.model.get("error") ?? "";
+    let label = status;
+    if (this.awaiting !== null) label = parts ? `loading ${Math.round((100 * (part ?? 0)) / parts)}%` : "loading";
+    this.badge.textContent = label;
+    this.badge.dataset.status = this.awaiting !== null ? "loading" : status;
+    this.badge.title = error;
+    this.info.textContent = `${this.model.get("room") ?? ""} @ ${this.model.get("host") ?? ""}${
+      this.readOnly ? " (read-only)" : ""
+    }${error ? ` — ${error}` : ""}`;
+    const notice: string = this.model.get("notice") ?? "";
+    this.notice.textContent = notice;
+    this.notice.style.display = notice ? "" : "none";
+  }
+
+  private renderTabs(): void {
+    const ids = this.store.getTableIds();
+    if (this.current === null || !ids.includes(this.current)) {
+      this.current = ids[0] ?? null;
+      this.order = null;
+      this.sortCell = null;
+    }
+    this.tabs.replaceChildren(
+      ...ids.map((id) => {
+        const tab = h("button", "pw-tab", `${id} (${this.store.getRowCount(id)})`);
+        tab.dataset.table = id;
+        if (id === this.current) tab.classList.add("pw-active");
+        tab.addEventListener("click", () => {
+          this.current = id;
+          this.sortCell = null;
+          this.order = null;
+          this.scroller.scrollTop = 0;
+          this.renderTabs();
+          this.queueRedraw();
+        });
+        return tab;
+      }),
+    );
+    if (ids.length === 0) this.tabs.append(h("span", "pw-empty", "no tables yet"));
+    this.toolbar.style.display = this.current !== null && !this.readOnly ? "" : "none";
+  }
+
+  private renderValues(): void {
+    const values = this.store.getValues();
+    const rows = Object.entries(values).map(([id, value]) => {
+      const row = h("div", "pw-value");
+      row.dataset.value = id;
+      const cell = h("span", "pw-value-cell", formatCell(value));
+      row.append(h("span", "pw-value-id", id), cell);
+      cell.addEventListener("dblclick", () =>
+        this.startEdit(cell, formatCell(value), (text) => {
+          const parsed = parseInput(text, value, cellKind(value));
+          if (parsed === undefined) this.store.delValue(id);
+          else this.store.setValue(id, parsed as any);
+        }),
+      );
+      return row;
+    });
+    this.valuesPanel.replaceChildren(...rows);
+    if (rows.length === 0) this.valuesPanel.append(h("span", "pw-empty", "none"));
+  }
+
+  private queueRedraw(): void {
+    if (this.redrawQueued || this.destroyed) return;
+    this.redrawQueued = true;
+    requestAnimationFrame(() => {
+      this.redrawQueued = false;
+      this.redraw();
+    });
+  }
+
+  private columns(tableId: string): string[] {
+    return this.store.getTableCellIds(tableId);
+  }
+
+  private rowOrder(tableId: string): string[] {
+    if (this.order === null) {
+      this.order =
+        this.sortCell === null
+          ? this.store.getRowIds(tableId)
+          : this.store.getSortedRowIds(tableId, this.sortCell, this.sortDesc);
+    }
+    return this.order;
+  }
+
+  private redraw(): void {
+    if (this.editing !== null) return; // don't pull the input from under the user
+    const tableId = this.current;
+    if (tableId === null) {
+      this.header.replaceChildren();
+      this.body.replaceChildren();
+      this.spacer.style.height = "0px";
+      return;
+    }
+    const columns = this.columns(tableId);
+    const order = this.rowOrder(tableId);
+    const template = `28px minmax(80px, 1fr) ${columns.map(() => "minmax(90px, 1fr)").join(" ")}`;
+    this.header.style.gridTemplateColumns = template;
+    this.header.replaceChildren(
+      h("div", "pw-hcell pw-del-col"),
+      h("div", "pw-hcell pw-rowid", "row_id"),
+      ...columns.map((cellId) => {
+        const arrow = cellId === this.sortCell ? (this.sortDesc ? " ▼" : " ▲") : "";
+        const cell = h("div", "pw-hcell", cellId + arrow);
+        cell.dataset.cell = cellId;
+        cell.title = "Sort";
+        cell.addEventListener("click", () => this.toggleSort(cellId));
+        return cell;
+      }),
+    );
+    this.spacer.style.height = `${order.length * ROW_HEIGHT}px`;
+    const viewport = this.scroller.clientHeight || 320;
+    const top = Math.max(0, this.scroller.scrollTop - ROW_HEIGHT); // header row
+    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
+    const last = Math.min(order.length, Math.ceil((top + viewport) / ROW_HEIGHT) + OVERSCAN);
+    this.body.style.transform = `translateY(${first * ROW_HEIGHT}px)`;
+    const now = performance.now();
+    const kinds = new Map<string, string>();
+    const rows: HTMLElement[] = [];
+    for (let i = first; i < last; i++) {
+      const rowId = order[i];
+      const row = h("div", "pw-row");
+      row.dataset.row = rowId;
+      row.style.gridTemplateColumns = template;
+      const del = h("button", "pw-del", "×");
+      del.title = "Delete row";
+      del.disabled = this.readOnly;
+      del.addEventListener("click", () => this.store.delRow(tableId, rowId));
+      row.append(h("div", "pw-cell pw-del-col"), h("div", "pw-cell pw-rowid", rowId));
+      (row.firstChild as HTMLElement).append(del);
+      for (const cellId of columns) {
+        const value = this.store.getCell(tableId, rowId, cellId);
+        const cell = h("div", `pw-cell pw-${cellKind(value)}`, formatCell(value));
+        cell.dataset.cell = cellId;
+        const flashedAt = this.flashes.get(`${tableId}\u0000${rowId}\u0000${cellId}`);
+        if (flashedAt !== undefined) {
+          if (now - flashedAt < FLASH_MS) cell.classList.add("pw-flash");
+          else this.flashes.delete(`${tableId}\u0000${rowId}\u0000${cellId}`);
+        }
+        cell.addEventListener("dblclick", () => {
+          if (this.readOnly) return;
+          const previous = this.store.getCell(tableId, rowId, cellId);
+          if (!kinds.has(cellId)) kinds.set(cellId, this.columnKind(tableId, cellId));
+          this.startEdit(cell, formatCell(previous), (text) => {
+            const parsed = parseInput(text, previous, kinds.get(cellId) ?? "string");
+            if (parsed === undefined) this.store.delCell(tableId, rowId, cellId);
+            else this.store.setCell(tableId, rowId, cellId, parsed as any);
+          });
+        });
+        row.append(cell);
+      }
+      rows.push(row);
+    }
+    this.body.replaceChildren(...rows);
+  }
+
+  private columnKind(tableId: string, cellId: string): string {
+    for (const rowId of this.store.getRowIds(tableId)) {
+      const value = this.store.getCell(tableId, rowId, cellId);
+      if (value !== undefined) return cellKind(value);
+    }
+    return "string";
+  }
+
+  private toggleSort(cellId: string): void {
+    if (this.sortCell !== cellId) {
+      this.sortCell = cellId;
+      this.sortDesc = false;
+    } else if (!this.sortDesc) {
+      this.sortDesc = true;
+    } else {
+      this.sortCell = null;
+    }
+    this.order = null;
+    this.queueRedraw();
+  }
+
+  private startEdit(cell: HTMLElement, text: string, commit: (text: string) => void): void {
+    if (this.readOnly || this.editing !== null) return;
+    const input = h("input", "pw-input");
+    input.value = text;
+    cell.replaceChildren(input);
+    this.editing = input;
+    let done = false;
+    const finish = (save: boolean) => {
+      if (done) return;
+      done = true;
+      this.editing = null;
+      if (save && input.value !== text) commit(input.value);
+      this.queueRedraw();
+      this.renderValues();
+    };
+    input.addEventListener("keydown", (event) => {
+      event.stopPropagation(); // keep Jupyter's shortcuts out of the editor
+      if (event.key === "Enter") finish(true);
+      else if (event.key === "Escape") finish(false);
+    });
+    input.addEventListener("blur", () => finish(true));
+    input.focus();
+    input.select();
+  }
+
+  private addRow(): void {
+    const tableId = this.current;
+    if (tableId === null || this.readOnly) return;
+    const row: Record<string, any> = {};
+    for (const cellId of this.columns(tableId)) {
+      const kind = this.columnKind(tableId, cellId);
+      row[cellId] = kind === "number" ? 0 : kind === "boolean" ? false : "";
+    }
+    if (Object.keys(row).length === 0) row.value = "";
+    const rowId = `r${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+    this.store.setRow(tableId, rowId, row);
+    if (this.sortCell === null) this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+}
+
 export default {
-  render({ el }: { el: HTMLElement }) {
-    el.textContent = "partywidget";
+  render({ model, el }: { model: Model; el: HTMLElement }) {
+    const view = new View(model, el);
+    return () => view.destroy();
   },
 };

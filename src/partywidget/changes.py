@@ -1,0 +1,477 @@
+"""Pure functions over TinyBase Content and Changes.
+
+Why: the persister and the widget must reason about Changes without a Store: compute
+what a reload changed (:func:`diff_content`), replay Changes on a snapshot
+(:func:`apply_changes_to_content`), batch edits queued while offline
+(:func:`coalesce_changes`) and keep every socket message under PartyKit's 1 MiB frame
+limit (:func:`split_changes`). Semantics follow TinyBase 10's ``applyChanges``: a
+deletion is :data:`~partywidget.model.DELETED` at table, row, cell or value level,
+deleting the last cell of a row removes the row, the last row of a table removes the
+table, and an empty row in Changes does nothing.
+
+Content compares as dicts (id order is not significant); within one Changes every id is
+distinct, so entries can be regrouped or split without changing the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from json.encoder import encode_basestring
+from typing import Any, cast
+
+from .codec import CHANGES_TYPE, DELETED_MARKER, CodecError, encode_cell, encode_changes, js_dumps
+from .model import DELETED, Changes, Content
+
+__all__ = [
+    "ChangesTooLargeError",
+    "apply_changes_to_content",
+    "cells_equal",
+    "changes_is_empty",
+    "coalesce_changes",
+    "content_from_changes",
+    "diff_content",
+    "split_changes",
+]
+
+
+class ChangesTooLargeError(ValueError):
+    """One cell or value alone cannot fit in a message of the allowed size.
+
+    Raised by :func:`split_changes`; the message names the table/row/cell (or value)
+    so the user knows which datum to shrink.
+    """
+
+
+# --------------------------------------------------------------------------- equality
+
+
+def cells_equal(a: Any, b: Any) -> bool:
+    """Are two cells the same as TinyBase sees them?
+
+    JavaScript's ``===`` for scalars (``True != 1`` but ``1 == 1.0``, ``0 == -0.0``) and
+    equal JSON text for objects/arrays (TinyBase compares their encoded strings, so key
+    order matters there, and nested ``True``/``1`` differ).
+    """
+    if a is b:
+        return True
+    ta, tb = type(a), type(b)
+    if ta is bool or tb is bool:
+        return ta is tb and a == b
+    if ta is str or tb is str:
+        return ta is tb and a == b
+    if a is None or b is None or a is DELETED or b is DELETED:
+        return False
+    if isinstance(a, dict | list) or isinstance(b, dict | list):
+        if not (isinstance(a, dict | list) and isinstance(b, dict | list)):
+            return False
+        try:
+            return js_dumps(a) == js_dumps(b)
+        except CodecError:
+            return False
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        if a == b:
+            return True
+        try:
+            return float(a) == float(b)  # beyond 2**53, as the doubles JavaScript holds
+        except OverflowError:
+            return False
+    return bool(a == b)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _parts(obj: Any, size: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not isinstance(obj, list | tuple) or len(obj) != size:
+        raise ValueError(f"expected a {size}-element sequence")
+    tables, values = obj[0], obj[1]
+    if not isinstance(tables, dict) or not isinstance(values, dict):
+        raise ValueError("tables and values must be dicts")
+    return tables, values
+
+
+def changes_is_empty(changes: Any) -> bool:
+    """True when applying ``changes`` would do nothing (no tables, values, or only
+    empty rows/tables), i.e. TinyBase would not send a message for it."""
+    tables, values = _parts(changes, 3)
+    if values:
+        return False
+    for table in tables.values():
+        if table is DELETED:
+            return False
+        for row in table.values():
+            if row is DELETED or row:
+                return False
+    return True
+
+
+def _copy_tables(tables: dict[str, Any]) -> dict[str, Any]:
+    return {tid: {rid: dict(row) for rid, row in table.items()} for tid, table in tables.items()}
+
+
+# --------------------------------------------------------------------------- diff / apply
+
+
+def _diff_row(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for cid, cell in new.items():
+        if cid not in old or not cells_equal(old[cid], cell):
+            out[cid] = cell
+    for cid in old:
+        if cid not in new:
+            out[cid] = DELETED
+    return out
+
+
+def diff_content(old: Any, new: Any) -> Changes:
+    """Minimal Changes that turn Content ``old`` into ``new``.
+
+    Entries come in the order TinyBase's own ``setContent`` would produce them: sets and
+    updates in ``new``'s order, then deletions in ``old``'s order. A table or row missing
+    from ``new`` is deleted as a whole; cells equal by :func:`cells_equal` are omitted.
+    """
+    old_tables, old_values = _parts(old, 2)
+    new_tables, new_values = _parts(new, 2)
+    tables: dict[str, Any] = {}
+    for tid, new_table in new_tables.items():
+        if not new_table:
+            continue
+        old_table = old_tables.get(tid)
+        if not old_table:
+            tables[tid] = {rid: dict(row) for rid, row in new_table.items() if row}
+            continue
+        changed_table: dict[str, Any] = {}
+        for rid, new_row in new_table.items():
+            if not new_row:
+                continue
+            old_row = old_table.get(rid)
+            if not old_row:
+                changed_table[rid] = dict(new_row)
+                continue
+            changed_row = _diff_row(old_row, new_row)
+            if changed_row:
+                changed_table[rid] = changed_row
+        for rid, old_row in old_table.items():
+            if old_row and not new_table.get(rid):
+                changed_table[rid] = DELETED
+        if changed_table:
+            tables[tid] = changed_table
+    for tid, old_table in old_tables.items():
+        if old_table and not new_tables.get(tid):
+            tables[tid] = DELETED
+    values = _diff_row(old_values, new_values)
+    return tables, values, 1
+
+
+def apply_changes_to_content(content: Any, changes: Any) -> Content:
+    """Return the Content after applying ``changes``, as TinyBase's ``applyChanges``.
+
+    Pure: new table/row dicts are built; the inputs are untouched (cell objects such as
+    lists are shared, not copied: treat cells as immutable). New ids are appended, as in
+    TinyBase's insertion-ordered Maps.
+    """
+    old_tables, old_values = _parts(content, 2)
+    ch_tables, ch_values = _parts(changes, 3)
+    tables = _copy_tables(old_tables)
+    for tid, ch_table in ch_tables.items():
+        if ch_table is DELETED:
+            tables.pop(tid, None)
+            continue
+        for rid, ch_row in ch_table.items():
+            if ch_row is DELETED:
+                table = tables.get(tid)
+                if table is not None:
+                    table.pop(rid, None)
+                    if not table:
+                        del tables[tid]
+                continue
+            for cid, cell in ch_row.items():
+                if cell is DELETED:
+                    table = tables.get(tid)
+                    if table is None:
+                        continue
+                    row = table.get(rid)
+                    if row is None:
+                        continue
+                    row.pop(cid, None)
+                    if not row:
+                        del table[rid]
+                        if not table:
+                            del tables[tid]
+                else:
+                    tables.setdefault(tid, {}).setdefault(rid, {})[cid] = cell
+    values = dict(old_values)
+    for vid, value in ch_values.items():
+        if value is DELETED:
+            values.pop(vid, None)
+        else:
+            values[vid] = value
+    return tables, values
+
+
+def content_from_changes(changes: Any) -> Content:
+    """The Content that ``changes`` produce when applied to an empty store."""
+    return apply_changes_to_content(({}, {}), changes)
+
+
+# --------------------------------------------------------------------------- coalesce
+
+
+def _mergeable(acc_tables: dict[str, Any], tables: dict[str, Any]) -> bool:
+    """Can ``tables`` be folded into ``acc_tables`` and still mean "first, then second"?
+
+    Not when the accumulated Changes delete a table or row and the next ones set cells
+    inside it: one Changes cannot say "delete the row, then set this cell" (the row's
+    other cells would survive a plain cell set).
+    """
+    for tid, table in tables.items():
+        if table is DELETED:
+            continue
+        acc_table: Any = acc_tables.get(tid)
+        if acc_table is None:
+            continue
+        for rid, row in table.items():
+            if row is DELETED:
+                continue
+            if acc_table is DELETED:
+                if any(cell is not DELETED for cell in row.values()):
+                    return False
+                continue
+            if acc_table.get(rid) is DELETED and any(cell is not DELETED for cell in row.values()):
+                return False
+    return True
+
+
+def _merge_into(acc_tables: dict[str, Any], acc_values: dict[str, Any], changes: Any) -> None:
+    """Fold ``changes`` into the accumulator (which must be ours to mutate).
+
+    Assumes :func:`_mergeable`; never creates empty tables or rows.
+    """
+    tables, values = _parts(changes, 3)
+    for tid, table in tables.items():
+        if table is DELETED:
+            acc_tables[tid] = DELETED
+            continue
+        acc_table = acc_tables.get(tid)
+        if acc_table is DELETED:
+            continue  # only deletions inside (checked by _mergeable): already gone
+        for rid, row in table.items():
+            if row is not DELETED and not row:
+                continue
+            if acc_table is None:
+                acc_table = acc_tables[tid] = {}
+            if row is DELETED:
+                acc_table[rid] = DELETED
+                continue
+            acc_row = acc_table.get(rid)
+            if acc_row is DELETED:
+                continue  # only deletions inside: already gone
+            if acc_row is None:
+                acc_table[rid] = dict(cast("dict[str, Any]", row))
+            else:
+                acc_row.update(row)
+    acc_values.update(values)
+
+
+def coalesce_changes(seq: Iterable[Any]) -> list[Changes]:
+    """Merge consecutive Changes into as few as possible with the same net effect.
+
+    Applying the result in order gives the same Content as applying ``seq`` in order
+    (up to id order). Later cells and values win; a later table/row deletion replaces
+    earlier sets inside it; a set inside an earlier-deleted row or table starts a new
+    Changes (see :func:`_mergeable`). When a later deletion makes such a boundary
+    unnecessary, the neighbours are merged again, so no two consecutive results could be
+    merged. Empty Changes are dropped. Inputs are not mutated.
+    """
+    out: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for changes in seq:
+        if changes_is_empty(changes):
+            continue
+        tables, _ = _parts(changes, 3)
+        if not out or not _mergeable(out[-1][0], tables):
+            out.append(({}, {}))
+        _merge_into(out[-1][0], out[-1][1], changes)
+        while len(out) >= 2 and _mergeable(out[-2][0], out[-1][0]):
+            last_tables, last_values = out.pop()
+            _merge_into(out[-1][0], out[-1][1], (last_tables, last_values, 1))
+    return [(tables, values, 1) for tables, values in out]
+
+
+# --------------------------------------------------------------------------- split
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+_encode_str: Callable[[str], str] = encode_basestring
+
+
+def _key_len(key: str) -> int:
+    """Bytes of ``"key":`` as JavaScript writes it."""
+    return _utf8_len(_encode_str(key)) + 1
+
+
+_DELETED_LEN = _utf8_len(js_dumps(DELETED_MARKER))
+
+
+def _cell_len(cell: Any) -> int:
+    if cell is DELETED:
+        return _DELETED_LEN
+    return _utf8_len(js_dumps(encode_cell(cell)))
+
+
+class _Packer:
+    """Greedy packing of entries into parts whose exact encoded size is tracked.
+
+    Sizes are computed per entry (key text + value text + separators), so splitting is
+    linear in the size of the Changes; nothing is re-encoded.
+    """
+
+    def __init__(self, max_bytes: int, overhead: int) -> None:
+        self.max_bytes = max_bytes
+        self.overhead = overhead
+        self.parts: list[Changes] = []
+        self._new_part()
+
+    def _new_part(self) -> None:
+        self.tables: dict[str, Any] = {}
+        self.values: dict[str, Any] = {}
+        self.size = self.overhead
+        self.parts.append((self.tables, self.values, 1))
+        self.cur_table: dict[str, Any] | None = None
+        self.cur_tid: str | None = None
+        self.cur_row: dict[str, Any] | None = None
+        self.cur_rid: str | None = None
+
+    def _cost_table_entry(self, tid: str, body: int) -> int:
+        return (1 if self.tables else 0) + _key_len(tid) + body
+
+    def add_table_level(self, tid: str, value_len: int, value: Any, where: str) -> None:
+        """A whole-table entry (a table deletion)."""
+        cost = self._cost_table_entry(tid, value_len)
+        if self.size + cost > self.max_bytes:
+            if self.tables or self.values:
+                self._new_part()
+                cost = self._cost_table_entry(tid, value_len)
+            if self.size + cost > self.max_bytes:
+                raise ChangesTooLargeError(f"{where} does not fit in {self.max_bytes} bytes")
+        self.tables[tid] = value
+        self.size += cost
+        self.cur_table = self.cur_tid = self.cur_row = self.cur_rid = None
+
+    def _ensure_table(self, tid: str) -> int:
+        """Cost of opening table ``tid`` in the current part (0 if already open)."""
+        if self.cur_tid == tid and self.cur_table is not None:
+            return 0
+        return self._cost_table_entry(tid, 2)  # "tid":{}
+
+    def _open_table(self, tid: str) -> dict[str, Any]:
+        if self.cur_tid != tid or self.cur_table is None:
+            self.size += self._cost_table_entry(tid, 2)
+            self.cur_table = self.tables[tid] = {}
+            self.cur_tid = tid
+            self.cur_row = self.cur_rid = None
+        return self.cur_table
+
+    def add_row_level(self, tid: str, rid: str, value_len: int, value: Any, where: str) -> None:
+        """A whole-row entry (a row deletion)."""
+
+        def cost() -> int:
+            t = self._ensure_table(tid)
+            has_rows = t == 0 and bool(self.cur_table)
+            return t + (1 if has_rows else 0) + _key_len(rid) + value_len
+
+        c = cost()
+        if self.size + c > self.max_bytes:
+            if self.tables or self.values:
+                self._new_part()
+                c = cost()
+            if self.size + c > self.max_bytes:
+                raise ChangesTooLargeError(f"{where} does not fit in {self.max_bytes} bytes")
+        table = self._open_table(tid)
+        self.size += (1 if table else 0) + _key_len(rid) + value_len
+        table[rid] = value
+        self.cur_row = self.cur_rid = None
+
+    def add_cell(self, tid: str, rid: str, cid: str, value_len: int, value: Any) -> None:
+        def cost() -> int:
+            t = self._ensure_table(tid)
+            if t:
+                r = _key_len(rid) + 2
+            elif self.cur_rid == rid and self.cur_row is not None:
+                r = 0
+            else:
+                r = (1 if self.cur_table else 0) + _key_len(rid) + 2
+            has_cells = t == 0 and r == 0 and bool(self.cur_row)
+            return t + r + (1 if has_cells else 0) + _key_len(cid) + value_len
+
+        c = cost()
+        if self.size + c > self.max_bytes:
+            if self.tables or self.values:
+                self._new_part()
+                c = cost()
+            if self.size + c > self.max_bytes:
+                raise ChangesTooLargeError(
+                    f"cell {tid!r}/{rid!r}/{cid!r} does not fit in {self.max_bytes} bytes"
+                )
+        table = self._open_table(tid)
+        if self.cur_rid != rid or self.cur_row is None:
+            self.size += (1 if table else 0) + _key_len(rid) + 2
+            self.cur_row = table[rid] = {}
+            self.cur_rid = rid
+        self.size += (1 if self.cur_row else 0) + _key_len(cid) + value_len
+        self.cur_row[cid] = value
+
+    def add_value(self, vid: str, value_len: int, value: Any) -> None:
+        def cost() -> int:
+            return (1 if self.values else 0) + _key_len(vid) + value_len
+
+        c = cost()
+        if self.size + c > self.max_bytes:
+            if self.tables or self.values:
+                self._new_part()
+                c = cost()
+            if self.size + c > self.max_bytes:
+                raise ChangesTooLargeError(f"value {vid!r} does not fit in {self.max_bytes} bytes")
+        self.size += c
+        self.values[vid] = value
+
+
+def split_changes(changes: Any, max_bytes: int, prefix: str = "") -> list[Changes]:
+    """Split Changes so each ``encode_message(prefix, "s", encode_changes(part))`` fits.
+
+    Why: PartyKit (Cloudflare) closes a socket on a message over 1 MiB, silently ending
+    sync; splitting keeps every frame under the limit. Applying the parts in order equals
+    applying the whole (ids within one Changes are distinct, so any regrouping is safe).
+    Returns ``[changes]`` when it already fits. Sizes are counted in UTF-8 bytes, exactly.
+
+    Raises :class:`ChangesTooLargeError` (a ``ValueError``) naming the table/row/cell or
+    value that cannot fit even alone.
+    """
+    tables, values = _parts(changes, 3)
+    overhead = _utf8_len(prefix) + len(CHANGES_TYPE) + len("[{},{},1]")
+    packer = _Packer(max_bytes, overhead)
+    had_empty = False
+    for tid, table in tables.items():
+        if table is DELETED:
+            packer.add_table_level(tid, _DELETED_LEN, DELETED, f"table {tid!r} deletion")
+            continue
+        had_empty = had_empty or not table
+        for rid, row in table.items():
+            had_empty = had_empty or not row
+            if row is DELETED:
+                packer.add_row_level(
+                    tid, rid, _DELETED_LEN, DELETED, f"row {tid!r}/{rid!r} deletion"
+                )
+                continue
+            for cid, cell in row.items():
+                packer.add_cell(tid, rid, cid, _cell_len(cell), cell)
+    for vid, value in values.items():
+        packer.add_value(vid, _cell_len(value), value)
+    parts = packer.parts
+    if len(parts) == 1 and (
+        not had_empty or _utf8_len(prefix + CHANGES_TYPE + encode_changes(changes)) <= max_bytes
+    ):
+        return [(tables, values, 1)]  # fits as it is
+    return [p for p in parts if p[0] or p[1]] or parts[:1]

@@ -1,0 +1,387 @@
+"""Store tables as pandas DataFrames, and DataFrames back into minimal Changes.
+
+This module is pure: it only reads a :class:`~partywidget.store.Store` (and listens to it),
+never touches the network or an event loop, so the widget, scripts and tests share one
+definition of "what a table looks like as a DataFrame".
+
+Shape of a table frame:
+
+* index: the row ids (named ``row_id``), in the Store's row order;
+* columns: the table's cell ids in schema order, then in the order TinyBase first saw them
+  (``get_table_cell_ids``), so a column does not jump around when rows change;
+* missing cells (and JSON ``null``) are NA;
+* dtypes: from the table's schema when it has one (``string`` -> ``string``, ``number`` ->
+  ``Float64``, ``boolean`` -> ``boolean``, ``object``/``array``/mixed -> ``object``), else
+  inferred from the cells present (all ints -> ``Int64``, numbers -> ``Float64``, all
+  bools -> ``boolean``, all strings -> ``string``, anything else -> ``object``). Nullable
+  pandas dtypes are used so NA never turns an int column into floats.
+
+Going back (:func:`table_changes_from_frame`) diffs a frame against the current table and
+returns only the cells that differ, so ``w.tables["pets"] = df`` pushes one cell to the room
+when one cell was edited, not the whole table.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import operator
+import threading
+from collections.abc import Hashable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .model import DELETED, Changes
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = [
+    "FrameCache",
+    "table_changes_from_frame",
+    "table_to_frame",
+    "to_cell",
+]
+
+INDEX_NAME = "row_id"
+
+# The schema ``type`` -> the pandas dtype used for that column.
+_SCHEMA_DTYPES: dict[str, str] = {
+    "string": "string",
+    "number": "Float64",
+    "boolean": "boolean",
+    "object": "object",
+    "array": "object",
+}
+
+
+# --------------------------------------------------------------------------------------
+# Store -> DataFrame
+# --------------------------------------------------------------------------------------
+
+
+def _table_schema(schema_json: str, table_id: str) -> dict[str, Any]:
+    schema = json.loads(schema_json) if schema_json not in ("", "{}") else {}
+    table_schema: dict[str, Any] = schema.get(table_id, {}) if isinstance(schema, dict) else {}
+    return table_schema
+
+
+def _schema_dtype(cell_schema: Mapping[str, Any]) -> str | None:
+    """The dtype a cell schema pins, or None when the data should decide."""
+    kind = cell_schema.get("type")
+    if isinstance(kind, str):
+        return _SCHEMA_DTYPES.get(kind)
+    if isinstance(kind, list | tuple):
+        return "object"
+    enum = cell_schema.get("enum")
+    if isinstance(enum, list | tuple) and enum:
+        kinds = {type(x) for x in enum}
+        if kinds == {str}:
+            return "string"
+        if kinds == {bool}:
+            return "boolean"
+    return None
+
+
+def _infer_dtype(kinds: set[type]) -> str:
+    """The narrowest nullable dtype that holds every Python type seen in a column."""
+    present = kinds - {type(None)}
+    if not present:
+        return "object"
+    if present == {str}:
+        return "string"
+    if present == {bool}:
+        return "boolean"
+    if present == {int}:
+        return "Int64"
+    if present <= {int, float}:
+        return "Float64"
+    return "object"
+
+
+def _column_array(values: list[Any], dtype: str, kinds: set[type]) -> Any:
+    """Build one column's array fast, falling back to ``object`` when a cell doesn't fit.
+
+    The fast paths build the nullable arrays from numpy data + mask directly: the generic
+    ``pd.array(list, dtype=...)`` path is several times slower on 100k-row columns.
+    ``kinds`` is the set of Python types in ``values``.
+    """
+    n = len(values)
+    present = kinds - {type(None)}
+    try:
+        if dtype == "string" and present <= {str}:
+            return pd.array(values, dtype="string")
+        if dtype in ("Int64", "Float64", "boolean"):
+            if type(None) in kinds:
+                mask = np.fromiter((v is None for v in values), dtype=bool, count=n)
+                fill: Any = False if dtype == "boolean" else 0
+                values = [fill if v is None else v for v in values]
+            else:
+                mask = np.zeros(n, dtype=bool)
+            if dtype == "boolean" and present <= {bool}:
+                return pd.arrays.BooleanArray(np.array(values, dtype=bool), mask)
+            if dtype == "Int64" and present <= {int}:
+                return pd.arrays.IntegerArray(np.array(values, dtype=np.int64), mask)
+            if dtype == "Float64" and present <= {int, float}:
+                return pd.arrays.FloatingArray(np.array(values, dtype=np.float64), mask)
+    except (TypeError, ValueError, OverflowError):
+        pass  # e.g. an int beyond int64
+    # a schema-typed column holding something else (or JSON/mixed cells): keep them as is
+    out = np.empty(n, dtype=object)
+    out[:] = [None if v is None else v for v in values] if dtype != "object" else values
+    return out
+
+
+def _column_values(rows: list[Mapping[str, Any]], cell_id: str) -> list[Any]:
+    """One cell per row (None where missing); C-speed ``itemgetter`` when no row lacks it."""
+    try:
+        return list(map(operator.itemgetter(cell_id), rows))
+    except KeyError:
+        return [row.get(cell_id) for row in rows]
+
+
+_JSON_MARKER = "\ufffd"
+
+
+def _decode_json_cell(value: Any) -> Any:
+    if value.__class__ is str and value[:1] == _JSON_MARKER:
+        return json.loads(value[1:])
+    return value
+
+
+def _raw_table(store: Store, table_id: str) -> tuple[Mapping[str, Mapping[str, Any]], bool]:
+    """The table's rows, without copying when the Store lets us read its own dicts.
+
+    ``Store.get_table`` builds a fresh decoded copy of every row, which alone costs more
+    than the 100 ms budget for 100k rows. Our Store keeps rows as plain dicts with object
+    and array cells as ``"\ufffd"`` + JSON text (TinyBase's own encoding); we only read
+    them (on the thread that owns the Store) and decode JSON cells column by column. The
+    second result says whether cells may still be encoded.
+    """
+    tables = getattr(store, "_tables", None)
+    if isinstance(tables, dict):
+        table = tables.get(table_id)
+        return (table if isinstance(table, dict) else {}), True
+    return store.get_table(table_id), False
+
+
+def table_to_frame(store: Store, table_id: str) -> pd.DataFrame:
+    """Materialise one table as a DataFrame (uncached; see :class:`FrameCache`)."""
+    table, encoded = _raw_table(store, table_id)
+    schema: Mapping[str, Mapping[str, Any]] = _table_schema(
+        store.get_tables_schema_json(), table_id
+    )
+    cell_ids: list[str] = list(schema)
+    seen = set(cell_ids)
+    cell_ids.extend(c for c in store.get_table_cell_ids(table_id) if c not in seen)
+    rows = list(table.values())
+    columns: dict[str, Any] = {}
+    for cell_id in cell_ids:
+        values = _column_values(rows, cell_id)
+        kinds = set(map(type, values))
+        if encoded and str in kinds:
+            texts = values if len(kinds) == 1 else [v for v in values if v.__class__ is str]
+            if _JSON_MARKER in "".join(texts):
+                values = [_decode_json_cell(v) for v in values]
+                kinds = set(map(type, values))
+        dtype = _schema_dtype(schema[cell_id]) if cell_id in schema else None
+        if dtype is None:
+            dtype = _infer_dtype(kinds)
+        columns[cell_id] = _column_array(values, dtype, kinds)
+    index = pd.Index(list(table), name=INDEX_NAME, dtype="str" if rows else object)
+    return pd.DataFrame(columns, index=index, columns=pd.Index(cell_ids, dtype=object))
+
+
+class FrameCache:
+    """Per-table DataFrames that are only rebuilt after their table changed.
+
+    A table listener on the Store marks a table dirty; ``frame()`` rebuilds a dirty (or
+    never built) table and otherwise returns the cached frame. A schema change is caught by
+    comparing the schema JSON, since TinyBase has no schema listener. Returned frames are
+    shallow copies: under pandas' copy-on-write that is free, and a caller editing the
+    frame it got can't corrupt the cache.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._frames: dict[str, tuple[str, pd.DataFrame]] = {}
+        self.builds = 0  # how many times a frame was materialised (tests, benchmarks)
+        self._listener_id: str | None = store.add_table_listener(None, self._on_table)
+
+    def _on_table(self, _store: Any, table_id: str, *_args: Any) -> None:
+        with self._lock:
+            self._frames.pop(table_id, None)
+
+    def frame(self, table_id: str) -> pd.DataFrame:
+        """The table as a DataFrame, rebuilt only if it changed since the last call."""
+        schema_json = self._store.get_tables_schema_json()
+        with self._lock:
+            cached = self._frames.get(table_id)
+        if cached is not None and cached[0] == schema_json:
+            return cached[1].copy(deep=False)
+        frame = table_to_frame(self._store, table_id)
+        self.builds += 1
+        with self._lock:
+            self._frames[table_id] = (schema_json, frame)
+        return frame.copy(deep=False)
+
+    def close(self) -> None:
+        """Stop listening to the Store and drop every cached frame."""
+        if self._listener_id is not None:
+            self._store.del_listener(self._listener_id)
+            self._listener_id = None
+        with self._lock:
+            self._frames.clear()
+
+
+# --------------------------------------------------------------------------------------
+# DataFrame -> Changes
+# --------------------------------------------------------------------------------------
+
+
+def _is_na(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float | np.floating):
+        return bool(math.isnan(value))
+    return isinstance(value, np.datetime64 | np.timedelta64) and bool(np.isnat(value))
+
+
+class _Unsupported(TypeError):
+    pass
+
+
+def to_cell(value: Any) -> Any:
+    """Convert one frame value to a TinyBase cell, or DELETED for NA.
+
+    numpy scalars become Python scalars, datetimes ISO 8601 strings, tuples lists; dicts and
+    lists are converted deeply. Anything else raises ``TypeError`` (the caller adds the
+    column name).
+    """
+    if _is_na(value):
+        return DELETED
+    return _to_json(value)
+
+
+def _to_json(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Unsupported(f"non-finite number {value!r}")
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return _to_json(float(value))
+    if isinstance(value, np.str_):
+        return str(value)
+    if isinstance(value, pd.Timestamp | _dt.datetime | _dt.date | _dt.time):
+        return value.isoformat()
+    if isinstance(value, np.datetime64):
+        return pd.Timestamp(value).isoformat()
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _Unsupported(f"non-string key {key!r}")
+            out[key] = None if _is_na(item) else _to_json(item)
+        return out
+    if isinstance(value, list | tuple | np.ndarray):
+        return [None if _is_na(item) else _to_json(item) for item in value]
+    raise _Unsupported(f"unsupported value {value!r} of type {type(value).__name__}")
+
+
+def _cells_equal(a: Any, b: Any) -> bool:
+    """TinyBase cell equality: ``4 == 4.0`` but ``True != 1`` (JavaScript's ``===``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_cells_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_cells_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and bool(a == b)
+
+
+def _row_id(label: Hashable) -> str:
+    if isinstance(label, str):
+        return label
+    if isinstance(label, int | np.integer) and not isinstance(label, bool | np.bool_):
+        return str(int(label))
+    raise TypeError(f"row ids must be strings (or ints), got {label!r} in the index")
+
+
+def _column_cells(df: pd.DataFrame, position: int, name: str) -> list[Any]:
+    series = df.iloc[:, position]
+    values: Iterable[Any]
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind == "M":
+        values = series.astype(object).tolist()
+    else:
+        values = series.tolist()
+    try:
+        return [to_cell(v) for v in values]
+    except _Unsupported as error:
+        raise TypeError(f"column {name!r}: {error}") from None
+
+
+def table_changes_from_frame(store: Store, table_id: str, df: pd.DataFrame) -> Changes:
+    """The minimal Changes that make ``table_id`` equal to ``df``.
+
+    Rows missing from ``df`` are deleted, new rows added with their non-NA cells, and in
+    rows on both sides only cells whose value differs are set (NA -> the cell is deleted).
+    Columns absent from ``df`` delete those cells, as the frame replaces the table.
+    Raises ``TypeError`` naming the column for values that can't be cells, and for non-string
+    column names or row ids; nothing is changed then.
+    """
+    for name in df.columns:
+        if not isinstance(name, str):
+            raise TypeError(f"column names must be strings, got {name!r}")
+    if not df.columns.is_unique:
+        raise ValueError("column names must be unique")
+    row_ids = [_row_id(label) for label in df.index]
+    if len(set(row_ids)) != len(row_ids):
+        raise ValueError("row ids (the index) must be unique")
+    names: list[str] = list(df.columns)
+    columns = [_column_cells(df, i, name) for i, name in enumerate(names)]
+    current: Mapping[str, Mapping[str, Any]] = store.get_table(table_id)
+
+    table_changes: dict[str, Any] = {}
+    for i, row_id in enumerate(row_ids):
+        old = current.get(row_id)
+        if old is None:
+            new_row = {
+                name: col[i]
+                for name, col in zip(names, columns, strict=True)
+                if col[i] is not DELETED
+            }
+            if new_row:
+                table_changes[row_id] = new_row
+            continue
+        row_changes: dict[str, Any] = {}
+        for name, col in zip(names, columns, strict=True):
+            cell = col[i]
+            if cell is DELETED:
+                if name in old:
+                    row_changes[name] = DELETED
+            elif name not in old or not _cells_equal(old[name], cell):
+                row_changes[name] = cell
+        for name in old:
+            if name not in df.columns:
+                row_changes[name] = DELETED
+        if row_changes:
+            table_changes[row_id] = row_changes
+    kept = set(row_ids)
+    for row_id in current:
+        if row_id not in kept:
+            table_changes[row_id] = DELETED
+    return ({table_id: table_changes} if table_changes else {}), {}, 1

@@ -1,0 +1,555 @@
+"""``create_partykit_persister``: TinyBase's PartyKit client persister, made lossless.
+
+On the wire this is exactly TinyBase 10's ``createPartyKitPersister``: ``GET``/``PUT``
+of ``{store_protocol}://{host}/parties/{party}/{room}{store_path}`` for whole content,
+and ``{message_prefix}s{changes JSON}`` messages over the room's PartySocket for every
+local change (see PROTOCOL.md). The reference client loses data in ways this one does
+not (PROTOCOL.md, "Known weaknesses"):
+
+Resync after reconnect
+    While the socket is not open (or a resync is running) local Changes are kept here,
+    not in the socket's queue. When a connection opens after the store was loaded over
+    HTTP (i.e. every reconnect, and a first open that came after the initial ``GET``),
+    incoming messages are held, the room is fetched again, and the Store becomes, in
+    one transaction: the fetched content, then the held messages in arrival order
+    (per-connection broadcast order makes this replay converge), then the offline
+    edits, which are then sent. Offline edits are applied *after* the reload because
+    the reload may have been answered before the server applied them (the server does
+    not echo a sender's changes back), so they must win locally as they will on the
+    server.
+Verification once quiet
+    After a resync, and whenever an incoming change touches a table or value this client
+    sent shortly before (two clients' concurrent edits can cross on the wire and leave
+    each with the other's value), the persister waits until the room has been quiet for
+    ``quiet_period`` seconds, fetches the room once more and, if it differs and nothing
+    local is pending, adopts the server's content. So once quiet, every client equals
+    the server.
+Initial save race
+    Edits made while the initial ``PUT`` is in flight are sent after it (generic core).
+Size limit
+    A Changes message longer than ``max_message_bytes`` (UTF-8; default just under
+    PartyKit's 1 MiB frame limit, beyond which the socket is closed with 1009) is split
+    into several valid ``s`` messages. A single cell that cannot fit alone is reported
+    through ``on_ignored_error`` (:class:`~partywidget.changes.ChangesTooLargeError`)
+    and not sent.
+Coalescing
+    Local transactions of one event-loop turn become one message (generic core).
+
+Applying loaded or remote data never echoes back to the room. Every swallowed error
+(HTTP status errors, timeouts, refused connections, bad or foreign messages,
+``CodecError``) goes to ``on_ignored_error`` and the module logger. One
+``httpx.AsyncClient`` (with timeouts) per persister, closed by :meth:`destroy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Final
+
+import httpx
+
+from partywidget.changes import ChangesTooLargeError, diff_content, split_changes
+from partywidget.codec import (
+    CHANGES_TYPE,
+    CodecError,
+    decode_content,
+    decode_message,
+    decode_payload,
+    encode_changes,
+    encode_content,
+    encode_message,
+)
+from partywidget.model import DELETED, Changes, Content
+from partywidget.partykit.socket import OPEN, PartySocket
+from partywidget.persister import (
+    GetContent,
+    IgnoredErrorHandler,
+    PersistableStore,
+    Persister,
+    PersisterListener,
+    Status,
+    changed_keys,
+    copy_changes,
+    has_changes,
+    merge_changes_into,
+)
+
+__all__ = [
+    "DEFAULT_HTTP_TIMEOUT",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "ForeignMessageError",
+    "PartyKitPersister",
+    "ResyncOptions",
+    "create_partykit_persister",
+]
+
+logger = logging.getLogger(__name__)
+
+#: PartyKit (Cloudflare) closes a socket on a frame over 1 MiB; keep a margin below it.
+DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024 - 4096
+DEFAULT_HTTP_TIMEOUT: Final = 10.0
+STORE_PATH: Final = "/store"
+
+
+class ForeignMessageError(ValueError):
+    """A room message with our prefix but a type other than ``s`` (ignored, reported)."""
+
+
+@dataclass(frozen=True)
+class ResyncOptions:
+    """How the persister recovers from reconnects and crossed edits (config ``resync``).
+
+    Pass ``resync=False`` for the reference behaviour (no reload after reconnect), or a
+    mapping of these fields.
+    """
+
+    #: Reload and reconcile whenever the socket (re)opens after a load.
+    enabled: bool = True
+    #: Seconds without traffic before a verifying ``GET``.
+    quiet_period: float = 0.5
+    #: Verify against the server once quiet after each resync.
+    verify: bool = True
+    #: Also verify after a remote change touched what we sent within ``conflict_window``.
+    verify_on_conflict: bool = True
+    conflict_window: float = 5.0
+    #: Give up verifying after this many ``GET``s in a row (retried on the next trigger).
+    max_verify_rounds: int = 5
+    #: At the initial load, wait this long for a connecting socket to open, so that the
+    #: ``GET`` comes after joining the room and no resync is needed.
+    open_timeout: float = 5.0
+
+
+def _resync_options(value: Any) -> ResyncOptions:
+    if value is None or value is True:
+        return ResyncOptions()
+    if value is False:
+        return ResyncOptions(enabled=False, verify=False, verify_on_conflict=False)
+    if isinstance(value, ResyncOptions):
+        return value
+    if isinstance(value, Mapping):
+        known = {f.name for f in fields(ResyncOptions)}
+        unknown = set(value) - known
+        if unknown:
+            raise ValueError(f"unknown resync options: {sorted(unknown)}")
+        return ResyncOptions(**value)
+    raise TypeError(f"resync must be a bool, a mapping or ResyncOptions, not {value!r}")
+
+
+class PartyKitPersister(Persister):
+    """A :class:`~partywidget.persister.Persister` for a TinyBase PartyKit room."""
+
+    def __init__(
+        self,
+        store: PersistableStore,
+        connection: PartySocket,
+        config: Mapping[str, Any] | str | None = None,
+        on_ignored_error: IgnoredErrorHandler | None = None,
+    ) -> None:
+        options: dict[str, Any] = (
+            {"store_protocol": config} if isinstance(config, str) else dict(config or {})
+        )
+        known = {
+            "store_protocol",
+            "store_path",
+            "message_prefix",
+            "max_message_bytes",
+            "http_timeout",
+            "resync",
+        }
+        unknown = set(options) - known
+        if unknown:
+            raise ValueError(f"unknown PartyKit persister options: {sorted(unknown)}")
+        self._connection = connection
+        self._store_protocol: str = options.get("store_protocol") or "https"
+        self._store_path: str = options.get("store_path") or STORE_PATH
+        self._message_prefix: str = options.get("message_prefix") or ""
+        self._max_message_bytes = int(options.get("max_message_bytes") or DEFAULT_MAX_MESSAGE_BYTES)
+        self._http_timeout = float(options.get("http_timeout") or DEFAULT_HTTP_TIMEOUT)
+        self._resync = _resync_options(options.get("resync"))
+        self._store_url = (
+            f"{self._store_protocol}://{connection.host}/parties/"
+            f"{connection.name}/{connection.room}{self._store_path}"
+        )
+
+        self._http: httpx.AsyncClient | None = None
+        self._listener: PersisterListener | None = None
+        # Local Changes waiting for an open socket (or for a resync to finish).
+        self._offline: list[Changes] = []
+        # Messages received while resyncing, replayed over the reloaded content.
+        self._held: list[Any] = []
+        self._resyncing = False
+        self._epoch = 0
+        self._load_started = False
+        self._last_activity = 0.0
+        self._activity_count = 0
+        self._recent_sent: dict[tuple[str, str], float] = {}
+        self._verify_requested = False
+        self._verify_task: asyncio.Task[None] | None = None
+        self._messages_sent = 0
+
+        super().__init__(
+            store,
+            self._get_persisted,
+            self._set_persisted,
+            self._add_listener,
+            self._del_listener,
+            on_ignored_error,
+            on_destroy=self._close_transport,
+        )
+        connection.add_event_listener("open", self._on_open)
+
+    # -- public extras ----------------------------------------------------------------
+    def get_connection(self) -> PartySocket:
+        """The PartySocket this persister sends and listens on (TinyBase's
+        ``getConnection``)."""
+        return self._connection
+
+    @property
+    def store_url(self) -> str:
+        """The room's HTTP store URL used for ``GET``/``PUT``."""
+        return self._store_url
+
+    @property
+    def messages_sent(self) -> int:
+        """How many change messages were handed to the socket (after splitting)."""
+        return self._messages_sent
+
+    # -- HTTP -----------------------------------------------------------------------------
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._http_timeout), follow_redirects=False
+            )
+        return self._http
+
+    async def _http_get(self) -> Content | None:
+        """The room's content, or ``None`` when it has no store yet (raises on errors)."""
+        response = await self._client().get(self._store_url, headers={"cache-control": "no-store"})
+        response.raise_for_status()
+        text = response.content.decode("utf-8")
+        if not text:
+            return None
+        return decode_content(text)
+
+    async def _http_put(self, content: Content) -> None:
+        response = await self._client().put(
+            self._store_url,
+            content=encode_content(content).encode("utf-8"),
+            headers={"content-type": "application/json"},
+        )
+        response.raise_for_status()
+
+    async def _close_transport(self) -> None:
+        self._connection.remove_event_listener("open", self._on_open)
+        if self._listener is not None:
+            self._connection.remove_event_listener("message", self._on_message)
+            self._listener = None
+        client, self._http = self._http, None
+        if client is not None:
+            await client.aclose()
+
+    # -- transport callbacks for the core ---------------------------------------------------
+    async def _get_persisted(self) -> Content | None:
+        if (
+            self.is_auto_loading()
+            and self._connection.ready_state != OPEN
+            and self._resync.open_timeout > 0
+        ):
+            # Joining the room before the GET means no broadcast can fall between them.
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                await self._connection.wait_open(self._resync.open_timeout)
+        self._load_started = True
+        return await self._http_get()
+
+    async def _set_persisted(self, get_content: GetContent, changes: Changes | None) -> None:
+        if changes is None:
+            await self._http_put(get_content())
+        else:
+            self._send_or_hold(changes)
+
+    def _add_listener(self, listener: PersisterListener) -> PersisterListener:
+        self._listener = listener
+        self._connection.add_event_listener("message", self._on_message)
+        return listener
+
+    def _del_listener(self, _handle: Any) -> None:
+        self._connection.remove_event_listener("message", self._on_message)
+        self._listener = None
+
+    def _unsent_changes(self) -> list[Changes]:
+        return [*super()._unsent_changes(), *self._offline]
+
+    def _on_local_changes(self, changes: Changes) -> None:
+        self._note_activity()
+
+    # -- sending --------------------------------------------------------------------------
+    def _note_activity(self) -> None:
+        self._activity_count += 1
+        loop = self._loop
+        if loop is not None:
+            self._last_activity = loop.time()
+
+    def _send_or_hold(self, changes: Changes) -> None:
+        """Send now if the socket is open and no resync runs, else keep for later."""
+        if self._resyncing or self._connection.ready_state != OPEN or self._closed:
+            self._hold_offline(changes)
+        else:
+            self._send(changes)
+
+    def _hold_offline(self, changes: Changes) -> None:
+        if not (self._offline and merge_changes_into(self._offline[-1], changes)):
+            self._offline.append(copy_changes(changes))
+
+    def _encode(self, changes: Changes) -> str:
+        return encode_message(self._message_prefix, CHANGES_TYPE, encode_changes(changes))
+
+    def _split(self, changes: Changes) -> list[Changes]:
+        """Parts that each fit in a message; entries too large even alone are reported
+        (:class:`ChangesTooLargeError`) and left out, so the rest still syncs."""
+        try:
+            return split_changes(changes, self._max_message_bytes, self._message_prefix)
+        except ChangesTooLargeError:
+            pass
+        limit = self._max_message_bytes
+        tables: dict[str, Any] = {}
+        for table_id, table in changes[0].items():
+            if table is DELETED:
+                tables[table_id] = table
+                continue
+            for row_id, row in table.items():
+                if row is DELETED:
+                    tables.setdefault(table_id, {})[row_id] = row
+                    continue
+                for cell_id, cell in row.items():
+                    single: Changes = ({table_id: {row_id: {cell_id: cell}}}, {}, 1)
+                    if _utf8_len(self._encode(single)) > limit:
+                        self._report(
+                            ChangesTooLargeError(
+                                f"cell {table_id!r}/{row_id!r}/{cell_id!r} does not fit "
+                                f"in a {limit}-byte message: not sent"
+                            )
+                        )
+                    else:
+                        tables.setdefault(table_id, {}).setdefault(row_id, {})[cell_id] = cell
+        values: dict[str, Any] = {}
+        for value_id, value in changes[1].items():
+            if _utf8_len(self._encode(({}, {value_id: value}, 1))) > limit:
+                self._report(
+                    ChangesTooLargeError(
+                        f"value {value_id!r} does not fit in a {limit}-byte message: not sent"
+                    )
+                )
+            else:
+                values[value_id] = value
+        if not (tables or values):
+            return []
+        return split_changes((tables, values, 1), limit, self._message_prefix)
+
+    def _send(self, changes: Changes) -> None:
+        try:
+            message = self._encode(changes)
+            if _utf8_len(message) <= self._max_message_bytes:
+                messages = [message]
+            else:
+                messages = [self._encode(part) for part in self._split(changes)]
+        except (CodecError, ChangesTooLargeError) as error:
+            self._report(error)
+            return
+        for text in messages:
+            self._messages_sent += 1
+            if not self._connection.send(text):
+                # The socket queued it (it closed under us): it will go out on the next
+                # connection, but keep it too so the resync re-applies and re-sends it.
+                self._hold_offline(changes)
+        self._note_activity()
+        if self._resync.verify_on_conflict and self._loop is not None:
+            now = self._loop.time()
+            recent = self._recent_sent
+            for key in changed_keys(changes):
+                recent[key] = now
+            if len(recent) > 10_000:
+                horizon = now - self._resync.conflict_window
+                for key in [k for k, t in recent.items() if t < horizon]:
+                    del recent[key]
+
+    def _flush_offline(self) -> None:
+        offline, self._offline = self._offline, []
+        for changes in offline:
+            self._send_or_hold(changes)
+
+    # -- receiving ------------------------------------------------------------------------
+    def _on_message(self, event: Any) -> None:
+        data = getattr(event, "data", None)
+        try:
+            type_, payload = decode_message(data, self._message_prefix)
+            if type_ != CHANGES_TYPE:
+                raise ForeignMessageError(f"ignored message of type {type_!r}")
+            decoded = decode_payload(payload)
+        except (CodecError, ForeignMessageError) as error:
+            self._report(error)
+            return
+        self._note_activity()
+        if self._resyncing:
+            self._held.append(decoded)
+            return
+        listener = self._listener
+        if listener is None:
+            return
+        if len(decoded) == 3:
+            if self._conflicts(decoded):
+                self._request_verify()
+            listener(None, decoded)
+        else:
+            listener(decoded, None)
+
+    def _conflicts(self, changes: Changes) -> bool:
+        recent = self._recent_sent
+        if not recent or self._loop is None:
+            return False
+        horizon = self._loop.time() - self._resync.conflict_window
+        return any(recent.get(key, horizon - 1) >= horizon for key in changed_keys(changes))
+
+    # -- resync ---------------------------------------------------------------------------
+    def _on_open(self, _event: Any) -> None:
+        """A connection opened: resync if the Store may have missed broadcasts."""
+        if self._closed or self._destroyed:
+            return
+        self._epoch += 1
+        self._held.clear()  # from an older connection; the coming reload supersedes them
+        self._note_activity()
+        if self._resync.enabled and self.is_auto_loading() and self._load_started:
+            self._resyncing = True
+            epoch = self._epoch
+            self._spawn(self.schedule(lambda: self._resync_now(epoch)))
+        else:
+            self._flush_offline()
+
+    async def _resync_now(self, epoch: int) -> None:
+        if epoch != self._epoch or self._destroyed:
+            return  # a newer connection opened; its own resync is queued
+        self._set_status(Status.LOADING)
+        try:
+            failed = False
+            try:
+                content = await self._http_get()
+            except Exception as error:
+                self._report(error)
+                failed, content = True, None
+            if epoch != self._epoch or self._destroyed:
+                return
+            held, self._held = self._held, []
+            offline, self._offline = self._offline, []
+            self._resyncing = False
+            if content is not None:
+                self._loads += 1
+                self._apply(content, [*held, *offline])
+            else:
+                self._apply(None, held)
+                if not failed and self.is_auto_saving():
+                    # The room lost its store (e.g. a server without persistence was
+                    # restarted): initialise it again with ours.
+                    try:
+                        await self._http_put(self._store.get_content())
+                    except Exception as error:
+                        self._report(error)
+            for changes in offline:
+                self._send_or_hold(changes)
+            self._request_verify(after_resync=True)
+        finally:
+            self._set_status(Status.IDLE)
+
+    # -- verification ---------------------------------------------------------------------
+    def _request_verify(self, after_resync: bool = False) -> None:
+        """Verify against the server once quiet (one verification loop at a time)."""
+        enabled = self._resync.verify if after_resync else self._resync.verify_on_conflict
+        if self._destroyed or not enabled:
+            return
+        self._verify_requested = True
+        if self._verify_task is None:
+            self._verify_task = self._spawn(self._verify_loop())
+
+    async def _wait_quiet(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = self._last_activity + self._resync.quiet_period - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(remaining)
+
+    async def _verify_loop(self) -> None:
+        try:
+            rounds = 0
+            while self._verify_requested and rounds < self._resync.max_verify_rounds:
+                self._verify_requested = False
+                await self._wait_quiet()
+                if (
+                    self._destroyed
+                    or self._resyncing
+                    or not self.is_auto_loading()
+                    or self._connection.ready_state != OPEN
+                ):
+                    return  # the next resync asks again
+                rounds += 1
+                count = self._activity_count
+                try:
+                    content = await self._http_get()
+                except Exception as error:
+                    self._report(error)
+                    self._verify_requested = True
+                    continue
+                if (
+                    count != self._activity_count
+                    or self._resyncing
+                    or self._offline
+                    or self.has_pending_changes()
+                ):
+                    self._verify_requested = True  # not quiet after all: try again
+                    continue
+                if content is None:
+                    continue
+                if has_changes(diff_content(self._store.get_content(), content)):
+                    logger.debug("verify: adopting the server's content for %s", self._store_url)
+                    self._loads += 1
+                    self._apply(content)
+                    self._verify_requested = True  # confirm it settled
+        finally:
+            self._verify_task = None
+
+    def is_resyncing(self) -> bool:
+        """Whether a reload after (re)connecting is in progress."""
+        return self._resyncing
+
+    def is_settled(self) -> bool:
+        """Nothing pending: no unsent edits, no resync, no verification running."""
+        return not (
+            self._resyncing
+            or self._offline
+            or self.has_pending_changes()
+            or self._verify_task is not None
+        )
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def create_partykit_persister(
+    store: PersistableStore,
+    connection: PartySocket,
+    config_or_store_protocol: Mapping[str, Any] | str | None = None,
+    on_ignored_error: IgnoredErrorHandler | None = None,
+) -> PartyKitPersister:
+    """Persist ``store`` to the PartyKit room of ``connection`` (TinyBase's
+    ``createPartyKitPersister``).
+
+    ``config_or_store_protocol`` is ``"http"``/``"https"`` or a mapping with TinyBase's
+    keys ``store_protocol`` (default ``"https"``), ``store_path`` (``"/store"``),
+    ``message_prefix`` (``""``), and ours: ``max_message_bytes`` (default just under
+    1 MiB), ``http_timeout`` (seconds, default 10) and ``resync`` (``True``, ``False``
+    for the reference behaviour, or a mapping of :class:`ResyncOptions` fields).
+    """
+    return PartyKitPersister(store, connection, config_or_store_protocol, on_ignored_error)

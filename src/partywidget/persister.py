@@ -1,0 +1,788 @@
+"""The generic persister: TinyBase's ``createCustomPersister`` lifecycle on asyncio.
+
+A persister connects a Store to somewhere else (a PartyKit room, a file, ...). The
+lifecycle -- load, save, auto-load, auto-save, status, stats, a serial schedule, destroy
+-- is the same for every destination, so, as in TinyBase, it lives here once and a
+transport only supplies four callbacks:
+
+``get_persisted()``
+    awaitable returning the persisted Content ``(tables, values)``, Changes
+    ``(tables, values, 1)`` or ``None`` when nothing is persisted yet.
+``set_persisted(get_content, changes)``
+    awaitable; ``changes`` is ``None`` for a full save (call ``get_content()`` for the
+    Content) or the Changes of local transactions to send.
+``add_persister_listener(listener)``
+    start listening for remote changes; returns a handle (or an awaitable of one). The
+    transport calls ``listener(content, changes)`` when something arrives (``listener(None,
+    None)`` asks for a full reload); the call returns an awaitable that completes once
+    the data is applied.
+``del_persister_listener(handle)``
+    stop listening (may return an awaitable).
+
+Where this differs from TinyBase 10 (on purpose, invisible on the wire):
+
+- Echo suppression is explicit: while the persister applies loaded or remote data to the
+  Store, its own auto-save listener ignores the resulting transaction. (TinyBase relies
+  on ``save`` being skipped while the status is *loading*, which also drops genuine
+  local edits made during a load.)
+- Local transactions are coalesced: every transaction's Changes are merged into a
+  pending batch that is handed to ``set_persisted`` once per event-loop turn, so a Python
+  loop of ``set_cell`` calls becomes one message instead of thousands.
+- The initial save of :meth:`Persister.start_auto_save` does not lose edits made while it
+  is in flight: the Store listener is installed *before* the full save, edits are held
+  and sent after it (TinyBase installs it afterwards, so those edits are never sent).
+- Remote data is applied with pending (not yet sent) local edits re-applied on top, in
+  the same Store transaction: those edits reach the server after the remote ones, so the
+  server will end up with them, and so must we.
+
+Threads: the Store may be mutated from a thread other than the persister's event loop
+(the widget's background-loop mode). The auto-save listener then runs on that thread;
+it only reads the transaction's Changes and hands them to the loop with
+``loop.call_soon_threadsafe``. Loaded and remote data are always applied to the Store on
+the loop thread, so a caller that mutates the Store from another thread must marshal its
+Store calls onto the loop (the Store itself is not thread-safe); the widget does.
+
+Every error swallowed here (and by transports built on it) goes to ``on_ignored_error``
+and to this module's logger; background tasks never end with an unretrieved exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import inspect
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol, TypeAlias
+
+from partywidget.model import DELETED, Changes, Content
+
+__all__ = [
+    "AddPersisterListener",
+    "DelPersisterListener",
+    "GetPersisted",
+    "IgnoredErrorHandler",
+    "Persister",
+    "PersisterListener",
+    "SetPersisted",
+    "Status",
+    "StatusListener",
+    "copy_changes",
+    "create_custom_persister",
+    "merge_changes_into",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class Status(enum.IntEnum):
+    """What the persister is doing; values equal TinyBase's ``Status`` enum."""
+
+    IDLE = 0
+    LOADING = 1
+    SAVING = 2
+
+
+class PersistableStore(Protocol):
+    """The part of :class:`partywidget.store.Store` a persister uses."""
+
+    def get_content(self) -> Content: ...
+
+    def set_content(self, content: Any) -> Any: ...
+
+    def apply_changes(self, changes: Any) -> Any: ...
+
+    def transaction(self, actions: Any = None, do_rollback: Any = None) -> Any: ...
+
+    def add_did_finish_transaction_listener(self, listener: Any, *args: Any) -> str: ...
+
+    def get_transaction_changes(self) -> Changes: ...
+
+    def del_listener(self, listener_id: str) -> Any: ...
+
+
+ContentOrChanges: TypeAlias = "Content | Changes"
+GetContent: TypeAlias = Callable[[], Content]
+GetPersisted: TypeAlias = Callable[[], Awaitable[Any]]
+SetPersisted: TypeAlias = Callable[[GetContent, "Changes | None"], Awaitable[Any]]
+PersisterListener: TypeAlias = Callable[[Any, Any], Awaitable[None]]
+AddPersisterListener: TypeAlias = Callable[[PersisterListener], Any]
+DelPersisterListener: TypeAlias = Callable[[Any], Any]
+StatusListener: TypeAlias = Callable[["Persister", Status], Any]
+IgnoredErrorHandler: TypeAlias = Callable[[BaseException], Any]
+InitialContent: TypeAlias = "Content | Callable[[], Content] | None"
+Action: TypeAlias = Callable[[], Any]
+
+_NO_HANDLE: Any = object()
+
+
+# -- Changes helpers ---------------------------------------------------------------------
+def has_changes(changes: Any) -> bool:
+    """Whether Changes change anything (TinyBase sends nothing for an empty transaction)."""
+    return bool(changes and (changes[0] or changes[1]))
+
+
+def merge_changes_into(acc: Changes, changes: Changes) -> bool:
+    """Fold ``changes`` into ``acc`` in place so ``acc`` means "acc, then changes".
+
+    Returns ``False`` (leaving ``acc`` untouched) when that is inexpressible: Changes
+    name only what changed, so "delete row R, then set a cell in R" cannot be one
+    Changes without knowing R's other cells (the merge would have to delete them). The
+    caller then sends the two as separate messages. In place, because a loop of
+    thousands of ``set_cell`` calls merges one small Changes at a time into a large
+    batch; rows taken from ``changes`` are copied so ``acc`` stays private.
+    """
+    acc_tables = acc[0]
+    for table_id, table in changes[0].items():
+        if table is DELETED:
+            continue
+        acc_table = acc_tables.get(table_id)
+        if acc_table is None:
+            continue
+        for row_id, row in table.items():
+            if row is DELETED:
+                continue
+            if (acc_table is DELETED or acc_table.get(row_id) is DELETED) and any(
+                cell is not DELETED for cell in row.values()
+            ):
+                return False
+    for table_id, table in changes[0].items():
+        if table is DELETED:
+            acc_tables[table_id] = DELETED
+            continue
+        acc_table = acc_tables.get(table_id)
+        if acc_table is DELETED:
+            continue  # only deletions inside an already deleted table
+        if acc_table is None:
+            acc_table = acc_tables[table_id] = {}
+        for row_id, row in table.items():
+            if row is DELETED:
+                acc_table[row_id] = DELETED
+                continue
+            acc_row = acc_table.get(row_id)
+            if acc_row is DELETED:
+                continue  # only deletions inside an already deleted row
+            if acc_row is None:
+                acc_table[row_id] = dict(row)
+            else:
+                acc_row.update(row)
+    acc[1].update(changes[1])
+    return True
+
+
+def copy_changes(changes: Changes) -> Changes:
+    """A private copy of Changes (tables, rows and values dicts; cells are shared)."""
+    return (
+        {
+            table_id: table
+            if table is DELETED
+            else {row_id: row if row is DELETED else dict(row) for row_id, row in table.items()}
+            for table_id, table in changes[0].items()
+        },
+        dict(changes[1]),
+        1,
+    )
+
+
+def changed_keys(changes: Changes) -> Iterator[tuple[str, str]]:
+    """``("t", table_id)`` and ``("v", value_id)`` for everything Changes touch."""
+    for table_id in changes[0]:
+        yield ("t", table_id)
+    for value_id in changes[1]:
+        yield ("v", value_id)
+
+
+class Persister:
+    """A Store's persister; all lifecycle methods are coroutines returning ``self``.
+
+    Build one with :func:`create_custom_persister` or a transport such as
+    :func:`partywidget.create_partykit_persister`. Methods mirror TinyBase's
+    ``Persister`` (``start_auto_load`` = ``startAutoLoad``, ...).
+    """
+
+    def __init__(
+        self,
+        store: PersistableStore,
+        get_persisted: GetPersisted,
+        set_persisted: SetPersisted,
+        add_persister_listener: AddPersisterListener,
+        del_persister_listener: DelPersisterListener,
+        on_ignored_error: IgnoredErrorHandler | None = None,
+        *,
+        coalesce: bool = True,
+        on_destroy: Callable[[], Any] | None = None,
+    ) -> None:
+        self._store = store
+        self._get_persisted = get_persisted
+        self._set_persisted = set_persisted
+        self._add_persister_listener = add_persister_listener
+        self._del_persister_listener = del_persister_listener
+        self._on_ignored_error = on_ignored_error
+        self._coalesce = coalesce
+        self._on_destroy = on_destroy
+
+        self._status = Status.IDLE
+        self._loads = 0
+        self._saves = 0
+        self._status_listeners: dict[str, StatusListener] = {}
+        self._next_listener_id = 0
+
+        self._auto_load_handle: Any = _NO_HANDLE
+        self._auto_load_task: asyncio.Future[Any] | None = None
+        self._auto_load_generation = 0
+        self._initial_load_pending = False
+        self._pending_auto_loads = 0
+        self._pending_scheduled_auto_loads = 0
+        self._auto_load_after_save_generation = 0
+
+        self._auto_save_listener_id: str | None = None
+        self._auto_save_generation = 0
+        self._holding_local = False
+        self._pending_local: list[Changes] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+
+        self._applying = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+
+        self._schedule_lock = asyncio.Lock()
+        self._active_action: asyncio.Future[Any] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._destroyed = False
+        self._destroying: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- small helpers ----------------------------------------------------------------
+    def _report(self, error: BaseException) -> None:
+        """Hand a swallowed error to ``on_ignored_error`` (never raising from here)."""
+        logger.debug("persister ignored error: %r", error, exc_info=error)
+        if self._on_ignored_error is not None:
+            try:
+                result = self._on_ignored_error(error)
+                if inspect.isawaitable(result):
+                    self._spawn(_await(result))
+            except Exception:
+                logger.exception("on_ignored_error raised")
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        """Remember the running loop: cross-thread Store edits are handed to it."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop = loop
+            self._loop_thread = threading.get_ident()
+        return loop
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task we own: strong reference, errors reported, not raised."""
+        loop = self._loop or asyncio.get_running_loop()
+        task: asyncio.Task[Any] = loop.create_task(_await(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self._report(error)
+
+    def _set_status(self, status: Status) -> None:
+        if status != self._status:
+            self._status = status
+            for listener in list(self._status_listeners.values()):
+                try:
+                    listener(self, status)
+                except Exception as error:
+                    self._report(error)
+
+    @contextlib.contextmanager
+    def _applying_to_store(self) -> Iterator[None]:
+        """Mark Store writes made by the persister itself so auto-save does not echo them."""
+        self._applying += 1
+        try:
+            yield
+        finally:
+            self._applying -= 1
+
+    def _apply(self, content: Any = None, changes_list: Any = ()) -> None:
+        """Apply loaded/remote data in one Store transaction, without echo.
+
+        ``content`` (if not ``None``) replaces the Store; each item of ``changes_list``
+        (Changes, or Content replacing everything) is then applied in order; local edits not yet handed to the transport are
+        re-applied last because they will reach the server after this data.
+        """
+        with self._applying_to_store(), self._store.transaction():
+            if content is not None:
+                self._store.set_content(content)
+            for item in changes_list:
+                if _is_changes(item):
+                    self._store.apply_changes(item)
+                else:
+                    self._store.set_content(item)
+            for changes in self._unsent_changes():
+                self._store.apply_changes(changes)
+
+    def _unsent_changes(self) -> list[Changes]:
+        """Local edits not yet delivered, re-applied over loaded/remote data.
+
+        Transports that keep their own backlog (e.g. while offline) extend this list.
+        """
+        return self._pending_local
+
+    def _apply_content_or_changes(self, data: Any) -> None:
+        if _is_changes(data):
+            self._apply(None, [data])
+        else:
+            self._apply(data)
+
+    def _set_default_content(self, initial_content: InitialContent) -> None:
+        content = initial_content() if callable(initial_content) else initial_content
+        if content is not None:
+            self._apply(content)
+
+    # -- load ---------------------------------------------------------------------------
+    async def load(self, initial_content: InitialContent = None) -> Persister:
+        """Replace the Store with the persisted content (or ``initial_content`` if none).
+
+        Errors are reported to ``on_ignored_error``, never raised; with an error or
+        nothing persisted, ``initial_content`` (Content or a function returning it) is
+        used. Skipped while saving, like TinyBase.
+        """
+        self._bind_loop()
+        if self._status != Status.SAVING:
+            self._set_status(Status.LOADING)
+            self._loads += 1
+            try:
+                await self.schedule(lambda: self._load_action(initial_content))
+            finally:
+                self._set_status(Status.IDLE)
+        return self
+
+    async def _load_action(self, initial_content: InitialContent) -> None:
+        try:
+            data = await self._get_persisted()
+        except Exception as error:
+            self._report(error)
+            self._set_default_content(initial_content)
+            return
+        if data is None:
+            self._set_default_content(initial_content)
+        elif isinstance(data, (tuple, list)) and len(data) in (2, 3):
+            self._apply_content_or_changes(data)
+        else:
+            self._report(ValueError(f"persisted data is not Content: {data!r:.100}"))
+
+    # -- auto-load ------------------------------------------------------------------------
+    async def start_auto_load(self, initial_content: InitialContent = None) -> Persister:
+        """Listen for remote changes, then load (listening first so nothing is missed)."""
+        self._bind_loop()
+        generation = self._auto_load_generation = self._auto_load_generation + 1
+        await self.stop_auto_load(_keep_generation=True)
+        if generation != self._auto_load_generation or self._destroyed:
+            return self
+        self._initial_load_pending = True
+        try:
+            listener = self._make_persister_listener(generation)
+            try:
+                handle = self._add_persister_listener(listener)
+                if inspect.isawaitable(handle):
+                    handle = await handle
+            except Exception as error:
+                self._report(error)
+            else:
+                if generation == self._auto_load_generation and not self._destroyed:
+                    self._auto_load_handle = handle
+                else:
+                    await self._del_handle(handle)
+            if generation == self._auto_load_generation and not self._destroyed:
+                await self.load(initial_content)
+        finally:
+            self._initial_load_pending = False
+        return self
+
+    def _make_persister_listener(self, generation: int) -> Callable[[Any, Any], Awaitable[None]]:
+        def listener(content: Any = None, changes: Any = None) -> Awaitable[None]:
+            """Apply what a transport received; returns an awaitable of its completion.
+
+            Applied at once when nothing else is queued (so arrival order is kept without
+            a task per message), else queued behind the running load/save.
+            """
+            loop = self._loop or asyncio.get_running_loop()
+            done: asyncio.Future[None] = loop.create_future()
+            if generation != self._auto_load_generation or self._destroyed:
+                done.set_result(None)
+                return done
+            data = changes if changes is not None else content
+            if data is None:
+                if self._status == Status.SAVING:
+                    self._auto_load_after_save_generation = generation
+                    done.set_result(None)
+                else:
+                    task = self._spawn(self.load())
+                    _chain(task, done)
+                return done
+            must_queue = (
+                self._initial_load_pending
+                or self._status == Status.SAVING
+                or self._pending_scheduled_auto_loads > 0
+                or self._schedule_lock.locked()
+            )
+            self._loads += 1
+            if not must_queue:
+                self._set_status(Status.LOADING)
+                try:
+                    self._apply_content_or_changes(data)
+                except Exception as error:
+                    self._report(error)
+                finally:
+                    if not self._pending_auto_loads:
+                        self._set_status(Status.IDLE)
+                done.set_result(None)
+                return done
+            self._pending_auto_loads += 1
+            self._pending_scheduled_auto_loads += 1
+            self._set_status(Status.LOADING)
+
+            async def queued() -> None:
+                try:
+                    await self.schedule(lambda: self._apply_content_or_changes(data))
+                finally:
+                    self._pending_scheduled_auto_loads -= 1
+                    self._pending_auto_loads -= 1
+                    if not self._pending_auto_loads:
+                        self._set_status(Status.IDLE)
+
+            _chain(self._spawn(queued()), done)
+            return done
+
+        return listener
+
+    async def _del_handle(self, handle: Any) -> None:
+        try:
+            result = self._del_persister_listener(handle)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as error:
+            self._report(error)
+
+    async def stop_auto_load(self, *, _keep_generation: bool = False) -> Persister:
+        """Stop listening for remote changes."""
+        self._auto_load_after_save_generation = 0
+        if not _keep_generation:
+            self._auto_load_generation += 1
+        handle, self._auto_load_handle = self._auto_load_handle, _NO_HANDLE
+        if handle is not _NO_HANDLE:
+            await self._del_handle(handle)
+        return self
+
+    def is_auto_loading(self) -> bool:
+        return self._auto_load_handle is not _NO_HANDLE
+
+    # -- save -----------------------------------------------------------------------------
+    async def save(self) -> Persister:
+        """Persist the whole Store content (skipped while loading, like TinyBase)."""
+        self._bind_loop()
+        if self._status != Status.LOADING:
+            await self._save(None)
+        return self
+
+    async def _save(self, changes: Changes | None) -> None:
+        self._set_status(Status.SAVING)
+        self._saves += 1
+        try:
+            await self.schedule(lambda: self._set_persisted(self._store.get_content, changes))
+        finally:
+            self._set_status(Status.IDLE)
+            await self._run_auto_load_after_save()
+
+    async def _run_auto_load_after_save(self) -> None:
+        generation = self._auto_load_after_save_generation
+        self._auto_load_after_save_generation = 0
+        if generation and generation == self._auto_load_generation and not self._destroyed:
+            if self._status == Status.SAVING:
+                self._auto_load_after_save_generation = generation
+            else:
+                await self.load()
+
+    # -- auto-save ------------------------------------------------------------------------
+    async def start_auto_save(self) -> Persister:
+        """Save the whole Store once, then send the Changes of each local transaction.
+
+        The Store listener is installed before that first save; edits made while it is
+        in flight are held and sent right after it.
+        """
+        loop = self._bind_loop()
+        generation = self._auto_save_generation = self._auto_save_generation + 1
+        await self.stop_auto_save(_keep_generation=True)
+        if generation != self._auto_save_generation or self._destroyed:
+            return self
+        self._holding_local = True
+        self._auto_save_listener_id = self._store.add_did_finish_transaction_listener(
+            self._make_store_listener(generation, loop)
+        )
+        try:
+            await self._save(None)
+        finally:
+            self._holding_local = False
+            if self._pending_local and self.is_auto_saving():
+                self._schedule_flush()
+        return self
+
+    def _make_store_listener(
+        self, generation: int, loop: asyncio.AbstractEventLoop
+    ) -> Callable[..., None]:
+        loop_thread = threading.get_ident()
+
+        def on_did_finish_transaction(*_args: Any) -> None:
+            """Take the transaction's Changes to the loop (never blocking the writer)."""
+            if generation != self._auto_save_generation or self._destroyed:
+                return
+            on_loop = threading.get_ident() == loop_thread
+            if on_loop and self._applying:
+                return
+            changes = self._store.get_transaction_changes()
+            if not has_changes(changes):
+                return
+            if on_loop:
+                self._take_local_changes(changes, generation)
+            else:
+                try:
+                    loop.call_soon_threadsafe(self._take_local_changes, changes, generation)
+                except RuntimeError as error:  # the loop is closed
+                    self._report(error)
+
+        return on_did_finish_transaction
+
+    def _take_local_changes(self, changes: Changes, generation: int) -> None:
+        if generation != self._auto_save_generation or self._destroyed:
+            return
+        self._on_local_changes(changes)
+        if not (
+            self._coalesce
+            and self._pending_local
+            and merge_changes_into(self._pending_local[-1], changes)
+        ):
+            # A private copy: the Store may reuse its structures after the transaction.
+            self._pending_local.append(copy_changes(changes))
+        if not self._holding_local:
+            self._schedule_flush()
+
+    def _on_local_changes(self, changes: Changes) -> None:
+        """Hook for transports: a local transaction changed something."""
+
+    def _schedule_flush(self) -> None:
+        """Flush at the end of this loop turn: all edits of the turn become one batch."""
+        if self._flush_handle is None and self._loop is not None:
+            self._flush_handle = self._loop.call_soon(self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush_handle = None
+        if self._flush_task is None and self._pending_local and not self._holding_local:
+            self._flush_task = self._spawn(self._flush())
+
+    async def _flush(self) -> None:
+        """Hand pending local Changes to the transport, oldest first, one save each."""
+        try:
+            while self._pending_local and not self._closed:
+                # Kept pending (re-applied over remote data) until handed over.
+                await self.schedule(self._hand_over)
+                self._saves += 1
+        finally:
+            self._flush_task = None
+
+    async def _hand_over(self) -> None:
+        if not self._pending_local:
+            return
+        # Taken only now (not when queued): edits made meanwhile were merged into it.
+        changes = self._pending_local.pop(0)
+        self._set_status(Status.SAVING)
+        try:
+            await self._set_persisted(self._store.get_content, changes)
+        finally:
+            self._set_status(Status.IDLE)
+
+    def has_pending_changes(self) -> bool:
+        """Whether local edits are waiting to be handed to the transport."""
+        return bool(self._pending_local) or self._flush_task is not None
+
+    async def stop_auto_save(self, *, _keep_generation: bool = False) -> Persister:
+        """Stop sending local changes (those already made are still sent)."""
+        if not _keep_generation:
+            self._auto_save_generation += 1
+        listener_id, self._auto_save_listener_id = self._auto_save_listener_id, None
+        if listener_id is not None:
+            self._store.del_listener(listener_id)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._pending_local and not self._destroyed:
+            self._holding_local = False
+            if self._flush_task is None:
+                self._flush_task = self._spawn(self._flush())
+        if self._flush_task is not None:
+            await asyncio.shield(self._flush_task)
+        return self
+
+    def is_auto_saving(self) -> bool:
+        return self._auto_save_listener_id is not None
+
+    # -- both -----------------------------------------------------------------------------
+    async def start_auto_persisting(
+        self, initial_content: InitialContent = None, start_save_first: bool = False
+    ) -> Persister:
+        """Start auto-load then auto-save (or the reverse); on failure stop both."""
+        first: Callable[[], Awaitable[Persister]]
+        second: Callable[[], Awaitable[Persister]]
+        if start_save_first:
+            first, second = self.start_auto_save, lambda: self.start_auto_load(initial_content)
+        else:
+            first, second = lambda: self.start_auto_load(initial_content), self.start_auto_save
+        await first()
+        try:
+            await second()
+        except BaseException:
+            await self.stop_auto_persisting(start_save_first)
+            raise
+        return self
+
+    async def stop_auto_persisting(self, stop_save_first: bool = False) -> Persister:
+        if stop_save_first:
+            try:
+                await self.stop_auto_save()
+            finally:
+                await self.stop_auto_load()
+        else:
+            try:
+                await self.stop_auto_load()
+            finally:
+                await self.stop_auto_save()
+        return self
+
+    # -- status, listeners, stats ---------------------------------------------------------
+    def get_status(self) -> Status:
+        return self._status
+
+    def add_status_listener(self, listener: StatusListener) -> str:
+        """Call ``listener(persister, status)`` on every status change; returns its id."""
+        listener_id = str(self._next_listener_id)
+        self._next_listener_id += 1
+        self._status_listeners[listener_id] = listener
+        return listener_id
+
+    def del_listener(self, listener_id: str) -> Persister:
+        self._status_listeners.pop(listener_id, None)
+        return self
+
+    def get_store(self) -> Any:
+        return self._store
+
+    def get_stats(self) -> dict[str, int]:
+        """``{"loads": n, "saves": n}``: loads include applied remote messages."""
+        return {"loads": self._loads, "saves": self._saves}
+
+    # -- schedule -------------------------------------------------------------------------
+    async def schedule(self, *actions: Action) -> Persister:
+        """Run actions one after another, after everything scheduled before them.
+
+        Loads and saves go through this queue so they never interleave. Each action is
+        a function returning an awaitable (or a plain value); its errors are reported to
+        ``on_ignored_error``, not raised.
+        """
+        if not actions:
+            return self
+        async with self._schedule_lock:
+            for action in actions:
+                if self._closed:
+                    break
+                loop = asyncio.get_running_loop()
+                self._active_action = loop.create_future()
+                try:
+                    result = action()
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as error:
+                    self._report(error)
+                finally:
+                    self._active_action.set_result(None)
+                    self._active_action = None
+        return self
+
+    # -- destroy --------------------------------------------------------------------------
+    async def destroy(self) -> Persister:
+        """Stop everything, cancel background work and release the transport."""
+        if self._destroying is None:
+            self._destroyed = True
+            self._destroying = asyncio.ensure_future(self._destroy())
+        await asyncio.shield(self._destroying)
+        return self
+
+    async def _destroy(self) -> None:
+        active = self._active_action
+        try:
+            try:
+                await self.stop_auto_persisting()
+            finally:
+                for task in list(self._tasks):
+                    task.cancel()
+                if self._tasks:
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+                if active is not None:
+                    await asyncio.shield(active)
+        finally:
+            self._closed = True
+            if self._on_destroy is not None:
+                try:
+                    result = self._on_destroy()
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as error:
+                    self._report(error)
+
+
+def _is_changes(data: Any) -> bool:
+    return isinstance(data, (tuple, list)) and len(data) == 3 and data[2] == 1
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _chain(task: asyncio.Future[Any], done: asyncio.Future[None]) -> None:
+    """Complete ``done`` when ``task`` does (errors are already reported by ``_spawn``)."""
+
+    def finish(_: asyncio.Future[Any]) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    task.add_done_callback(finish)
+
+
+def create_custom_persister(
+    store: PersistableStore,
+    get_persisted: GetPersisted,
+    set_persisted: SetPersisted,
+    add_persister_listener: AddPersisterListener,
+    del_persister_listener: DelPersisterListener,
+    on_ignored_error: IgnoredErrorHandler | None = None,
+    *,
+    coalesce: bool = True,
+    on_destroy: Callable[[], Any] | None = None,
+) -> Persister:
+    """Build a :class:`Persister` from four transport callbacks (TinyBase's
+    ``createCustomPersister``); see the module docstring for their contracts.
+
+    ``coalesce=False`` hands every local transaction to ``set_persisted`` separately;
+    ``on_destroy`` (sync or async) runs last in :meth:`Persister.destroy`.
+    """
+    return Persister(
+        store,
+        get_persisted,
+        set_persisted,
+        add_persister_listener,
+        del_persister_listener,
+        on_ignored_error,
+        coalesce=coalesce,
+        on_destroy=on_destroy,
+    )

@@ -1,0 +1,356 @@
+"""The Starlette application: PartyKit's URL scheme, HTTP and WebSocket, over rooms.
+
+Routing mirrors PartyKit: ``/parties/{party}/{room}`` (any sub-path for HTTP, e.g. the
+TinyBase store path ``/store``) and ``/party/{room}`` for party ``main``. Each registered
+party has its own server class (PartyKit's ``parties`` config); a :class:`Room` is
+created lazily for each ``(party, room)`` and keeps one instance of that class, as a
+Durable Object would. Every response the application itself produces (404, 400, 413,
+refusals, preflight, 500) carries CORS headers, so browser clients can read them.
+
+The path is split from the *raw* (still percent-encoded) path, so a room id containing
+an encoded ``/`` stays one room id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from partywidget.server.room import Connection, Limits, Lobby, PartyServer, Room, maybe_await
+from partywidget.server.storage import MemoryStorage, SQLiteStorage, Storage
+from partywidget.server.tinybase import CORS_HEADERS, TinyBasePartyKitServer
+
+__all__ = ["RoomRegistry", "create_app", "make_storage"]
+
+log = logging.getLogger("partywidget.server")
+
+REPLACED_CLOSE_CODE = 4000
+"""Close code sent to a socket replaced by a newer one with the same ``_pk`` id."""
+
+
+def make_storage(storage: Storage | str | os.PathLike[str] | None) -> tuple[Storage, bool]:
+    """Turn ``storage`` into a :class:`Storage`; the flag says whether we created it
+    (and so must close it at shutdown). ``None``/``":memory:"`` means in-memory."""
+    if storage is None or storage == ":memory:":
+        return MemoryStorage(), True
+    if isinstance(storage, Storage):
+        return storage, False
+    return SQLiteStorage(storage), True
+
+
+def _cors(response: Response, headers: Mapping[str, str] = CORS_HEADERS) -> Response:
+    for name, value in headers.items():
+        if name not in response.headers:
+            response.headers[name] = value
+    return response
+
+
+def _plain(status: int, text: str = "") -> Response:
+    return _cors(Response(text or None, status_code=status, media_type="text/plain"))
+
+
+class RoomRegistry:
+    """Parties, live rooms, storage and limits: the state behind one application."""
+
+    def __init__(
+        self,
+        parties: Mapping[str, type[PartyServer]],
+        storage: Storage,
+        limits: Limits,
+    ) -> None:
+        for name in parties:
+            if not name or "/" in name:
+                raise ValueError(f"invalid party name: {name!r}")
+        self.parties = dict(parties)
+        self.storage = storage
+        self.limits = limits
+        self.rooms: dict[tuple[str, str], Room] = {}
+
+    def parse(self, scope: Scope) -> tuple[str, str] | Response:
+        """``(party, room)`` for a room URL, else the 404/400 response to send."""
+        raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+        path = raw.decode("latin-1").split("?", 1)[0]
+        parts = path.split("/")
+        if len(parts) >= 4 and parts[0] == "" and parts[1] == "parties":
+            party, room = unquote(parts[2], errors="replace"), unquote(parts[3], errors="replace")
+        elif len(parts) >= 3 and parts[0] == "" and parts[1] == "party":
+            party, room = "main", unquote(parts[2], errors="replace")
+        else:
+            return _plain(404, "Not found")
+        if party not in self.parties:
+            return _plain(404, f"No such party: {party}")
+        if (
+            not room
+            or len(room) > self.limits.max_room_name_length
+            or any(c < " " or c == "\x7f" for c in room)
+        ):
+            log.warning("refused invalid room name %r", room[:80])
+            return _plain(400, "Invalid room name")
+        return party, room
+
+    async def room(self, party: str, room_id: str) -> Room:
+        """The live room, created (and started: storage loaded) on first use."""
+        key = (party, room_id)
+        room = self.rooms.get(key)
+        if room is None:
+            room = Room(party, room_id, self.parties[party], self.storage, self.limits)
+            self.rooms[key] = room
+        await room.start()
+        return room
+
+    async def before(
+        self, name: str, party: str, room_id: str, request: HTTPConnection
+    ) -> Response | None:
+        """Run ``on_before_connect``/``on_before_request``; a Response means "refuse".
+
+        Static and class methods run without touching the room (cheap for refused
+        requests); instance methods run on the room's server object.
+        """
+        cls = self.parties[party]
+        attr = inspect.getattr_static(cls, name, None)
+        if attr is None:
+            return None
+        fn: Callable[..., Any]
+        if isinstance(attr, staticmethod | classmethod):
+            fn = getattr(cls, name)
+        else:
+            fn = getattr((await self.room(party, room_id)).server, name)
+        try:
+            result = await maybe_await(fn(request, Lobby(id=room_id, name=party)))
+        except HTTPException as error:
+            result = Response(error.detail, status_code=error.status_code, headers=error.headers)
+        if isinstance(result, Response):
+            log.info("%s/%s: %s refused (%d)", party, room_id, name, result.status_code)
+            return _cors(result)
+        if result is False:
+            log.info("%s/%s: %s refused (403)", party, room_id, name)
+            return _plain(403, "Forbidden")
+        return None
+
+    async def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        for room in list(self.rooms.values()):
+            for connection in room.get_connections():
+                connection.close(code, reason)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or ``None`` as soon as it exceeds ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class _HTTPEndpoint:
+    def __init__(self, registry: RoomRegistry) -> None:
+        self.registry = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handle(scope, receive)
+        await response(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive) -> Response:
+        registry = self.registry
+        parsed = registry.parse(scope)
+        if isinstance(parsed, Response):
+            return parsed
+        party, room_id = parsed
+        server_class = registry.parties[party]
+        headers: Mapping[str, str] = getattr(
+            getattr(server_class, "config", None), "response_headers", CORS_HEADERS
+        )
+        if scope["method"] == "OPTIONS":
+            return _cors(
+                Response(status_code=204, headers={"Access-Control-Max-Age": "86400"}), headers
+            )
+        limit = registry.limits.max_body_size
+        declared = Request(scope).headers.get("content-length", "")
+        if (declared.isdigit() and int(declared) > limit) or (
+            body := await _read_body(receive, limit)
+        ) is None:
+            log.warning("%s/%s: request body over %d bytes refused (413)", party, room_id, limit)
+            return _plain(413, f"Request body exceeds {limit} bytes")
+        request = Request(scope, _replay(body, receive))
+        refusal = await registry.before("on_before_request", party, room_id, request)
+        if refusal is not None:
+            return refusal
+        try:
+            room = await registry.room(party, room_id)
+            return await room.server.on_request(request)
+        except Exception:
+            log.exception("%s/%s: error handling %s", party, room_id, scope["method"])
+            return _plain(500, "Internal server error")
+
+
+async def _deny(websocket: WebSocket, response: Response) -> None:
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(1008)
+
+
+class _WebSocketEndpoint:
+    def __init__(self, registry: RoomRegistry) -> None:
+        self.registry = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        registry = self.registry
+        websocket = WebSocket(scope, receive, send)
+        parsed = registry.parse(scope)
+        if isinstance(parsed, Response):
+            await _deny(websocket, parsed)
+            return
+        party, room_id = parsed
+        connection_id = websocket.query_params.get("_pk") or str(uuid.uuid4())
+        if len(connection_id) > registry.limits.max_connection_id_length:
+            log.warning("%s/%s: refused over-long connection id", party, room_id)
+            await _deny(websocket, _plain(400, "Connection id too long"))
+            return
+        refusal = await registry.before("on_before_connect", party, room_id, websocket)
+        if refusal is not None:
+            await _deny(websocket, refusal)
+            return
+        try:
+            room = await registry.room(party, room_id)
+        except Exception:
+            log.exception("%s/%s: room failed to start", party, room_id)
+            await _deny(websocket, _plain(500, "Room failed to start"))
+            return
+        await websocket.accept()
+        await self.serve(websocket, room, connection_id)
+
+    async def serve(self, websocket: WebSocket, room: Room, connection_id: str) -> None:
+        connection = Connection(websocket, connection_id, room)
+        previous = room.add(connection)
+        connection.start_writer()
+        label = f"{room.label} id={connection_id}"
+        client = websocket.client
+        peer = f"{client.host}:{client.port}" if client else "?"
+        if previous is not None:
+            log.info("%s: replaced by a new connection with the same id", label)
+            previous.close(REPLACED_CLOSE_CODE, "replaced by a connection with the same id")
+        log.info("connect %s from %s (%d connected)", label, peer, len(room.connections))
+        server = room.server
+        limit = room.limits.max_message_size
+        code: int | None = None
+        closing = False
+        try:
+            await _guard(server.on_connect(connection, websocket), label, "on_connect")
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    code = message.get("code")
+                    break
+                text = message.get("text")
+                if text is None:
+                    log.info("%s: ignored binary message", label)
+                    continue
+                if closing:
+                    continue
+                size = len(text)
+                if size > limit or (size * 4 > limit and len(text.encode("utf-8")) > limit):
+                    log.warning("%s: message over %d bytes, closing with 1009", label, limit)
+                    connection.close(1009, "message too big")
+                    closing = True
+                    continue
+                await _guard(server.on_message(text, connection), label, "on_message")
+        except WebSocketDisconnect as disconnect:
+            code = disconnect.code
+        finally:
+            room.remove(connection)
+            await _guard(server.on_close(connection), label, "on_close")
+            await connection.stop_writer()
+            log.info(
+                "close %s code=%s (%d connected)",
+                label,
+                connection.close_code or code,
+                len(room.connections),
+            )
+
+
+async def _guard(awaitable: Awaitable[Any], label: str, what: str) -> None:
+    """Run a server hook; an exception is logged, never allowed to kill the socket."""
+    try:
+        await awaitable
+    except Exception:
+        log.exception("%s: %s failed", label, what)
+
+
+def create_app(
+    parties: Mapping[str, type[PartyServer]] | None = None,
+    storage: Storage | str | os.PathLike[str] | None = None,
+    *,
+    limits: Limits | None = None,
+    close_storage: bool | None = None,
+) -> Starlette:
+    """A Starlette app serving PartyKit-style rooms.
+
+    ``parties`` maps party names to server classes (default: ``{"main":
+    TinyBasePartyKitServer}``); ``storage`` is a :class:`Storage`, a SQLite file path,
+    ``":memory:"`` or ``None`` (in-memory). Storage created here is closed at shutdown;
+    a passed-in instance only if ``close_storage`` is true.
+    """
+    parties = dict(parties) if parties is not None else {"main": TinyBasePartyKitServer}
+    store, owned = make_storage(storage)
+    if close_storage is None:
+        close_storage = owned
+    registry = RoomRegistry(parties, store, limits or Limits())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        try:
+            yield
+        finally:
+            await registry.close_all()
+            if close_storage:
+                await store.close()
+
+    app = Starlette(
+        routes=[
+            Route("/{path:path}", _HTTPEndpoint(registry)),
+            WebSocketRoute("/{path:path}", _WebSocketEndpoint(registry)),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.registry = registry
+    app.state.storage = store
+    app.state.limits = registry.limits
+    return app

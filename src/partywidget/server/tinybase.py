@@ -1,0 +1,691 @@
+"""``TinyBasePartyKitServer`` in Python: the reference room logic, plus reconvergence.
+
+Why a port rather than a re-design: a real TinyBase app pointed at this server must work
+unchanged, so the HTTP statuses, the ``s`` message handling, the storage key layout and
+the byte layout of the GET body follow ``persister-partykit-server`` (tinybase 10.0.1)
+closely. The server works on *wire* values (object cells stay ``"\\uFFFD{...}"``
+strings), exactly like the reference, so what it stores and sends back is what clients
+sent.
+
+Differences, all compatible on the wire:
+
+- When hooks reject part of a change, the sender gets an ordinary ``s`` message with the
+  authoritative current values of the rejected items (``"\\uFFFC"`` where absent), so
+  its store reconverges instead of silently diverging.
+- Content is mirrored in memory per room (loaded once in :meth:`on_start`); every
+  accepted change is written to storage in one transaction *before* it is broadcast,
+  and the GET body is rebuilt from the mirror in the reference's (sorted storage key)
+  order and cached until the next write.
+- Hooks run one at a time in payload order (the reference runs them concurrently), and
+  the accepted changes keep the payload's key order.
+- Hooks see decoded cells (dicts/lists rather than their ``"\\uFFFD"`` strings) and
+  :data:`~partywidget.model.DELETED` as the old cell/value when there is none.
+- Limits (:class:`~partywidget.server.room.Limits`): over-long ids and over-deep JSON
+  are refused (400 for a PUT, dropped and logged for a message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from partywidget.codec import CodecError, decode_cell, js_dumps, js_loads, js_number
+from partywidget.model import DELETED
+from partywidget.server.room import Connection, PartyServer, Room, maybe_await
+from partywidget.server.storage import StorageTransaction
+
+__all__ = ["CORS_HEADERS", "TinyBasePartyKitServer", "TinyBaseServerConfig"]
+
+log = logging.getLogger("partywidget.server")
+
+DELETED_MARKER: Final = "\ufffc"
+SET_CHANGES: Final = "s"
+HAS_STORE: Final = "hasStore"
+CORS_HEADERS: Final[Mapping[str, str]] = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "*",
+    "Access-Control-Allow-Headers": "*",
+}
+_TEXT: Final = "text/plain;charset=UTF-8"
+
+HOOKS: Final = (
+    "can_set_table",
+    "can_del_table",
+    "can_set_row",
+    "can_del_row",
+    "can_set_cell",
+    "can_del_cell",
+    "can_set_value",
+    "can_del_value",
+)
+
+
+@dataclass(frozen=True)
+class TinyBaseServerConfig:
+    """The reference's ``config``: where the store lives over HTTP, how messages and
+    storage keys are prefixed, and the headers of every HTTP response."""
+
+    store_path: str = "/store"
+    message_prefix: str = ""
+    storage_prefix: str = ""
+    response_headers: Mapping[str, str] = field(default_factory=lambda: dict(CORS_HEADERS))
+
+
+# --------------------------------------------------------------------------- validation
+# JavaScript semantics the reference relies on, reproduced so that exactly the same
+# inputs are accepted.
+
+_JS_SPACE: Final = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+_JS_DECIMAL: Final = re.compile(r"[+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)")
+_JS_RADIX: Final = {"x": (16, "0123456789abcdefABCDEF"), "o": (8, "01234567"), "b": (2, "01")}
+
+
+def _js_to_number(text: str) -> float:
+    """JavaScript's ``Number(string)``."""
+    s = text.strip(_JS_SPACE)
+    if not s:
+        return 0.0
+    if len(s) > 2 and s[0] == "0" and s[1].lower() in _JS_RADIX:
+        base, digits = _JS_RADIX[s[1].lower()]
+        return float(int(s[2:], base)) if all(c in digits for c in s[2:]) else math.nan
+    if _JS_DECIMAL.fullmatch(s):
+        return float(s.replace("Infinity", "inf"))
+    return math.nan
+
+
+def _js_to_string(x: Any) -> str:
+    """JavaScript's ``String(x)`` for parsed JSON values (arrays join with commas)."""
+    if x is None or x is DELETED:
+        return ""
+    if x is True:
+        return "true"
+    if x is False:
+        return "false"
+    if isinstance(x, int | float):
+        return js_number(x)
+    if isinstance(x, str):
+        return x
+    if isinstance(x, list):
+        return ",".join(_js_to_string(item) for item in x)
+    return "[object Object]"
+
+
+def _js_equals_one(x: Any) -> bool:
+    """JavaScript's ``x == 1`` (the reference's check of a Changes' third element)."""
+    if x is True:
+        return True
+    if x is False or x is None or x is DELETED or isinstance(x, dict):
+        return False
+    if isinstance(x, int | float):
+        return bool(x == 1)
+    return _js_to_number(_js_to_string(x)) == 1
+
+
+def _js_truthy(x: Any) -> bool:
+    if isinstance(x, dict | list):
+        return True
+    return bool(x) and not (isinstance(x, float) and math.isnan(x))
+
+
+def _replace_undefined(obj: Any) -> Any:
+    """The reference's ``jsonParseWithUndefined``: ``"\\uFFFC"`` at any depth -> DELETED."""
+    if type(obj) is str:
+        return DELETED if obj == DELETED_MARKER else obj
+    if type(obj) is list:
+        return [_replace_undefined(item) for item in obj]
+    if type(obj) is dict:
+        return {key: _replace_undefined(value) for key, value in obj.items()}
+    return obj
+
+
+def _strip_deleted(cell: Any) -> Any:
+    """Inside an (unencoded) object/array cell, ``undefined`` is not storable: drop it
+    from objects and make it ``null`` in arrays, as JSON.stringify does."""
+    if type(cell) is dict:
+        return {k: _strip_deleted(v) for k, v in cell.items() if v is not DELETED}
+    if type(cell) is list:
+        return [None if v is DELETED else _strip_deleted(v) for v in cell]
+    return cell
+
+
+def _is_cell_or_value(x: Any) -> bool:
+    t = type(x)
+    if t is str or t is bool or t is int or t is dict or t is list or x is None:
+        return True
+    return t is float and math.isfinite(x)
+
+
+def _is_things(things: Any, depth: int, changes: bool) -> bool:
+    if type(things) is not dict:
+        return False
+    for thing in things.values():
+        if thing is DELETED:
+            if not changes:
+                return False
+        elif depth:
+            if not _is_things(thing, depth - 1, changes):
+                return False
+        elif not _is_cell_or_value(thing):
+            return False
+    return True
+
+
+def is_content_or_changes(obj: Any, changes: bool) -> bool:
+    """The reference's ``isContentOrChanges`` (on a parsed, undefined-replaced payload)."""
+    return (
+        type(obj) is list
+        and len(obj) == (3 if changes else 2)
+        and (not changes or _js_equals_one(obj[2]))
+        and _is_things(obj[0], 2, changes)
+        and _is_things(obj[1], 0, changes)
+    )
+
+
+def _longest_id(tables: dict[str, Any], values: dict[str, Any]) -> int:
+    longest = max(map(len, values), default=0)
+    for table_id, table in tables.items():
+        longest = max(longest, len(table_id))
+        if type(table) is dict:
+            for row_id, row in table.items():
+                longest = max(longest, len(row_id))
+                if type(row) is dict:
+                    longest = max(longest, max(map(len, row), default=0))
+    return longest
+
+
+def _to_wire(tables: dict[str, Any], values: dict[str, Any]) -> list[Any]:
+    """Changes with DELETED at table/row/cell/value level -> JSON-ready wire list."""
+
+    def mark(x: Any) -> Any:
+        return DELETED_MARKER if x is DELETED else x
+
+    wire_tables: dict[str, Any] = {}
+    for table_id, table in tables.items():
+        if table is DELETED:
+            wire_tables[table_id] = DELETED_MARKER
+            continue
+        wire_table: dict[str, Any] = {}
+        for row_id, row in table.items():
+            wire_table[row_id] = (
+                DELETED_MARKER if row is DELETED else {c: mark(v) for c, v in row.items()}
+            )
+        wire_tables[table_id] = wire_table
+    return [wire_tables, {v: mark(x) for v, x in values.items()}, 1]
+
+
+def _hook_cell(cell: Any) -> Any:
+    """What hooks see of a wire cell: decoded JSON cells, the raw value if undecodable."""
+    if cell is DELETED or cell == DELETED_MARKER:
+        return cell
+    try:
+        return decode_cell(cell)
+    except CodecError:
+        return cell
+
+
+@dataclass
+class _Plan:
+    """One save: what the hooks accepted, what to write, what to tell the sender."""
+
+    accepted_tables: dict[str, Any] = field(default_factory=dict)
+    accepted_values: dict[str, Any] = field(default_factory=dict)
+    set_cells: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    set_values: dict[str, Any] = field(default_factory=dict)
+    del_tables: list[str] = field(default_factory=list)
+    del_rows: list[tuple[str, str]] = field(default_factory=list)
+    del_cells: list[tuple[str, str, str]] = field(default_factory=list)
+    del_values: list[str] = field(default_factory=list)
+    # ("table", t) | ("row", t, r) | ("cell", t, r, c, was_set) | ("value", v, was_set)
+    rejected: list[tuple[Any, ...]] = field(default_factory=list)
+    has_store: bool = False
+
+    def accepted_row(self, table_id: str, row_id: str) -> dict[str, Any]:
+        table: dict[str, Any] = self.accepted_tables.setdefault(table_id, {})
+        row: dict[str, Any] = table.setdefault(row_id, {})
+        return row
+
+
+class TinyBasePartyKitServer(PartyServer):
+    """A room holding one TinyBase Store, synced by ``createPartyKitPersister`` clients.
+
+    Subclass it to change ``config`` (a :class:`TinyBaseServerConfig` or a dict of its
+    fields) or to override the ``can_*`` hooks, which may be ``async`` or plain, take the
+    reference's arguments in snake_case and return whether to accept::
+
+        class Server(TinyBasePartyKitServer):
+            config = TinyBaseServerConfig(store_path="/db")
+
+            async def can_set_cell(self, table_id, row_id, cell_id, cell,
+                                   initial_save, request_or_connection, old_cell):
+                return table_id != "locked"
+
+    ``request_or_connection`` is the Starlette :class:`~starlette.requests.Request` of a
+    PUT or the :class:`~partywidget.server.room.Connection` of a message, so hooks can
+    authorise with ``.query_params`` or headers.
+    """
+
+    Config: ClassVar = TinyBaseServerConfig
+    config: TinyBaseServerConfig = TinyBaseServerConfig()
+
+    def __init__(self, party: Room) -> None:
+        super().__init__(party)
+        config: Any = self.config
+        if isinstance(config, Mapping):
+            config = TinyBaseServerConfig(**config)
+        self.config = config
+        self._lock = asyncio.Lock()
+        self._tables: dict[str, dict[str, dict[str, Any]]] = {}
+        self._values: dict[str, Any] = {}
+        self._has_store = False
+        self._body: str | None = None
+        base = TinyBasePartyKitServer
+        self._hooked = {
+            name: name in vars(self) or getattr(type(self), name) is not getattr(base, name)
+            for name in HOOKS
+        }
+
+    # ----------------------------------------------------------------- hooks (reference)
+
+    async def can_set_table(
+        self, table_id: str, initial_save: bool, request_or_connection: Any
+    ) -> bool:
+        return True
+
+    async def can_del_table(self, table_id: str, connection: Connection) -> bool:
+        return True
+
+    async def can_set_row(
+        self, table_id: str, row_id: str, initial_save: bool, request_or_connection: Any
+    ) -> bool:
+        return True
+
+    async def can_del_row(self, table_id: str, row_id: str, connection: Connection) -> bool:
+        return True
+
+    async def can_set_cell(
+        self,
+        table_id: str,
+        row_id: str,
+        cell_id: str,
+        cell: Any,
+        initial_save: bool,
+        request_or_connection: Any,
+        old_cell: Any,
+    ) -> bool:
+        return True
+
+    async def can_del_cell(
+        self, table_id: str, row_id: str, cell_id: str, connection: Connection
+    ) -> bool:
+        return True
+
+    async def can_set_value(
+        self,
+        value_id: str,
+        value: Any,
+        initial_save: bool,
+        request_or_connection: Any,
+        old_value: Any,
+    ) -> bool:
+        return True
+
+    async def can_del_value(self, value_id: str, connection: Connection) -> bool:
+        return True
+
+    async def _allow(self, name: str, *args: Any) -> bool:
+        if not self._hooked[name]:
+            return True
+        return _js_truthy(await maybe_await(getattr(self, name)(*args)))
+
+    # ----------------------------------------------------------------- state
+
+    @property
+    def has_store(self) -> bool:
+        """Whether the room has been initialised by a PUT (``hasStore`` in storage)."""
+        return self._has_store
+
+    def get_content(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A copy of the room's content, in wire form (as the GET body carries it)."""
+        tables = {
+            t: {r: dict(row) for r, row in table.items()} for t, table in self._tables.items()
+        }
+        return tables, dict(self._values)
+
+    def _cell_key(self, table_id: str, row_id: str, cell_id: str) -> str:
+        return self.config.storage_prefix + "t" + js_dumps([table_id, row_id, cell_id])[1:-1]
+
+    def _value_key(self, value_id: str) -> str:
+        return self.config.storage_prefix + "v" + value_id
+
+    async def on_start(self) -> None:
+        """Load the mirror from storage once, parsing keys as ``loadStoreFromStorage``."""
+        prefix = self.config.storage_prefix
+        entries = await self.party.storage.list(prefix)
+        tables: dict[str, dict[str, dict[str, Any]]] = {}
+        values: dict[str, Any] = {}
+        n = len(prefix)
+        for key, value in entries.items():
+            if len(key) <= n:
+                continue
+            kind, ids = key[n], key[n + 1 :]
+            if kind == "t":
+                try:
+                    cell_ids = js_loads("[" + ids + "]")
+                except CodecError:
+                    continue
+                if (
+                    type(cell_ids) is list
+                    and len(cell_ids) == 3
+                    and all(type(i) is str for i in cell_ids)
+                ):
+                    t, r, c = cell_ids
+                    tables.setdefault(t, {}).setdefault(r, {})[c] = value
+            elif kind == "v":
+                values[ids] = value
+        self._tables, self._values = tables, values
+        self._has_store = _js_truthy(entries.get(prefix + HAS_STORE, False))
+        self._body = None
+
+    def content_body(self) -> str:
+        """The GET body: ``[tables, values]`` as the reference builds it, or ``""``.
+
+        The reference lists storage keys in sorted order and inserts cells in that
+        order; JSON.stringify then lists integer-like keys first (js_dumps does too).
+        Sorting by the JSON of ``[table, row, cell]`` is sorting the storage keys.
+        """
+        if self._body is None:
+            if not self._has_store:
+                self._body = ""
+            else:
+                cells = [
+                    (js_dumps([t, r, c]), t, r, c, cell)
+                    for t, table in self._tables.items()
+                    for r, row in table.items()
+                    for c, cell in row.items()
+                ]
+                cells.sort(key=lambda entry: entry[0])
+                tables: dict[str, dict[str, dict[str, Any]]] = {}
+                for _, t, r, c, cell in cells:
+                    tables.setdefault(t, {}).setdefault(r, {})[c] = cell
+                values = {v: self._values[v] for v in sorted(self._values)}
+                self._body = js_dumps([tables, values])
+        return self._body
+
+    # ----------------------------------------------------------------- HTTP
+
+    def _response(self, status: int, body: str | None = None) -> Response:
+        return Response(
+            body,
+            status_code=status,
+            headers=dict(self.config.response_headers),
+            media_type=_TEXT if body is not None else None,
+        )
+
+    async def on_request(self, request: Request) -> Response:
+        raw_path = request.scope.get("raw_path")
+        path = raw_path.decode("latin-1").split("?")[0] if raw_path else request.url.path
+        if not path.endswith(self.config.store_path):
+            return self._response(404)
+        body = await request.body()
+        if request.method == "PUT":
+            text = body.decode("utf-8", "replace").removeprefix("\ufeff")
+            try:
+                content = js_loads(text, max_depth=self.party.limits.max_json_depth)
+            except CodecError as error:
+                log.warning("%s: PUT refused (400): %s", self.party.label, error)
+                return self._response(400)
+            if not is_content_or_changes(content, False):
+                log.warning("%s: PUT refused (400): not [tables, values]", self.party.label)
+                return self._response(400)
+            if _longest_id(content[0], content[1]) > self.party.limits.max_id_length:
+                log.warning("%s: PUT refused (400): id too long", self.party.label)
+                return self._response(400)
+            async with self._lock:
+                if self._has_store:
+                    return self._response(205)
+                plan = await self._plan(content[0], content[1], True, request)
+                saved = await self._commit(plan, initial=True)
+                return self._response(201 if saved else 205)
+        return self._response(200, self.content_body())
+
+    # ----------------------------------------------------------------- WebSocket
+
+    async def on_message(self, message: str, connection: Connection) -> None:
+        prefix = self.config.message_prefix
+        label = f"{self.party.label} id={connection.id}"
+        if len(message) <= len(prefix) or not message.startswith(prefix):
+            log.info("%s: ignored message without prefix %r", label, prefix)
+            return
+        if message[len(prefix)] != SET_CHANGES:
+            log.info("%s: ignored message of type %r", label, message[len(prefix)])
+            return
+        text = message[len(prefix) + 1 :]
+        try:
+            payload = js_loads(text, max_depth=self.party.limits.max_json_depth)
+        except CodecError as error:
+            log.warning("%s: rejected changes: %s", label, error)
+            return
+        if DELETED_MARKER in text or "\\u" in text:
+            payload = _replace_undefined(payload)
+        if not is_content_or_changes(payload, True):
+            log.warning("%s: rejected changes: not [tables, values, 1]", label)
+            return
+        if _longest_id(payload[0], payload[1]) > self.party.limits.max_id_length:
+            log.warning("%s: rejected changes: id too long", label)
+            return
+        async with self._lock:
+            if not self._has_store:
+                log.info("%s: dropped changes: the room has no store yet", label)
+                return
+            plan = await self._plan(payload[0], payload[1], False, connection)
+            if not await self._commit(plan, initial=False):
+                return
+            if plan.accepted_tables or plan.accepted_values:
+                self.party.broadcast(
+                    prefix + SET_CHANGES + js_dumps(_to_wire(*self._accepted(plan))),
+                    [connection.id],
+                )
+            if plan.rejected:
+                tables, values = self._current_values(plan.rejected)
+                log.info(
+                    "%s: hooks rejected %d item(s); sending current values",
+                    label,
+                    len(plan.rejected),
+                )
+                if tables or values:
+                    connection.send(prefix + SET_CHANGES + js_dumps(_to_wire(tables, values)))
+
+    @staticmethod
+    def _accepted(plan: _Plan) -> tuple[dict[str, Any], dict[str, Any]]:
+        return plan.accepted_tables, plan.accepted_values
+
+    # ----------------------------------------------------------------- saving
+
+    async def _plan(
+        self,
+        tables: dict[str, Any],
+        values: dict[str, Any],
+        initial: bool,
+        who: HTTPConnection | Connection,
+    ) -> _Plan:
+        """Pass every item through the hooks, as the reference's ``saveStore`` does."""
+        plan = _Plan()
+        rejected = plan.rejected
+        allow = self._allow
+        for table_id, table in tables.items():
+            if table is DELETED:
+                if await allow("can_del_table", table_id, who):
+                    plan.del_tables.append(table_id)
+                    plan.accepted_tables[table_id] = DELETED
+                else:
+                    rejected.append(("table", table_id))
+            elif await allow("can_set_table", table_id, initial, who):
+                for row_id, row in table.items():
+                    if row is DELETED:
+                        if await allow("can_del_row", table_id, row_id, who):
+                            plan.del_rows.append((table_id, row_id))
+                            plan.accepted_tables.setdefault(table_id, {})[row_id] = DELETED
+                        else:
+                            rejected.append(("row", table_id, row_id))
+                    elif await allow("can_set_row", table_id, row_id, initial, who):
+                        for cell_id, cell in row.items():
+                            ids = (table_id, row_id, cell_id)
+                            if cell is DELETED:
+                                if await allow("can_del_cell", *ids, who):
+                                    plan.del_cells.append(ids)
+                                    plan.accepted_row(table_id, row_id)[cell_id] = DELETED
+                                else:
+                                    rejected.append(("cell", *ids, False))
+                            elif not self._hooked["can_set_cell"] or await allow(
+                                "can_set_cell",
+                                *ids,
+                                _hook_cell(cell),
+                                initial,
+                                who,
+                                _hook_cell(self._old_cell(*ids)),
+                            ):
+                                cell = _strip_deleted(cell)
+                                plan.set_cells[ids] = cell
+                                plan.accepted_row(table_id, row_id)[cell_id] = cell
+                            else:
+                                rejected.append(("cell", *ids, True))
+                    else:
+                        rejected.extend(
+                            ("cell", table_id, row_id, c, v is not DELETED) for c, v in row.items()
+                        )
+            else:
+                for row_id, row in table.items():
+                    if row is DELETED:
+                        rejected.append(("row", table_id, row_id))
+                    else:
+                        rejected.extend(
+                            ("cell", table_id, row_id, c, v is not DELETED) for c, v in row.items()
+                        )
+        for value_id, value in values.items():
+            if value is DELETED:
+                if await allow("can_del_value", value_id, who):
+                    plan.del_values.append(value_id)
+                    plan.accepted_values[value_id] = DELETED
+                else:
+                    rejected.append(("value", value_id, False))
+            elif not self._hooked["can_set_value"] or await allow(
+                "can_set_value",
+                value_id,
+                _hook_cell(value),
+                initial,
+                who,
+                _hook_cell(self._values.get(value_id, DELETED)),
+            ):
+                value = _strip_deleted(value)
+                plan.set_values[value_id] = value
+                plan.accepted_values[value_id] = value
+            else:
+                rejected.append(("value", value_id, True))
+        if initial:
+            plan.rejected.clear()  # a PUT has no socket to reconverge through
+            plan.has_store = (not tables and not values) or bool(
+                plan.accepted_tables or plan.accepted_values
+            )
+        return plan
+
+    def _old_cell(self, table_id: str, row_id: str, cell_id: str) -> Any:
+        return self._tables.get(table_id, {}).get(row_id, {}).get(cell_id, DELETED)
+
+    async def _commit(self, plan: _Plan, *, initial: bool) -> bool:
+        """Write the plan in one storage transaction, then (only then) update the mirror."""
+        cell_key, value_key = self._cell_key, self._value_key
+        to_delete: list[str] = []
+        for t in plan.del_tables:
+            for r, row in self._tables.get(t, {}).items():
+                to_delete.extend(cell_key(t, r, c) for c in row)
+        for t, r in plan.del_rows:
+            to_delete.extend(cell_key(t, r, c) for c in self._tables.get(t, {}).get(r, {}))
+        to_delete.extend(cell_key(*ids) for ids in plan.del_cells)
+        to_delete.extend(value_key(v) for v in plan.del_values)
+        to_set: dict[str, Any] = {cell_key(*ids): cell for ids, cell in plan.set_cells.items()}
+        to_set.update((value_key(v), value) for v, value in plan.set_values.items())
+        if plan.has_store:
+            to_set[self.config.storage_prefix + HAS_STORE] = 1
+        has_store_key = self.config.storage_prefix + HAS_STORE
+
+        def write(txn: StorageTransaction) -> bool:
+            if initial and _js_truthy(txn.get(has_store_key)):
+                return False
+            if to_delete:
+                txn.delete_many(to_delete)
+            if to_set:
+                txn.put_many(to_set)
+            return True
+
+        if not to_delete and not to_set and not initial:
+            return True
+        if not await self.party.storage.transaction(write):
+            self._has_store = True
+            return False
+        self._apply(plan)
+        return True
+
+    def _apply(self, plan: _Plan) -> None:
+        tables, values = self._tables, self._values
+        for t in plan.del_tables:
+            tables.pop(t, None)
+        for t, r in plan.del_rows:
+            table = tables.get(t)
+            if table is not None:
+                table.pop(r, None)
+                if not table:
+                    del tables[t]
+        for t, r, c in plan.del_cells:
+            row = tables.get(t, {}).get(r)
+            if row is not None:
+                row.pop(c, None)
+                if not row:
+                    del tables[t][r]
+                    if not tables[t]:
+                        del tables[t]
+        for v in plan.del_values:
+            values.pop(v, None)
+        for (t, r, c), cell in plan.set_cells.items():
+            tables.setdefault(t, {}).setdefault(r, {})[c] = cell
+        values.update(plan.set_values)
+        if plan.has_store:
+            self._has_store = True
+        self._body = None
+
+    def _current_values(
+        self, rejected: list[tuple[Any, ...]]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Authoritative values of rejected items: what the sender needs to reconverge."""
+        tables: dict[str, Any] = {}
+        values: dict[str, Any] = {}
+        for item in rejected:
+            kind = item[0]
+            if kind == "table":
+                for r, row in self._tables.get(item[1], {}).items():
+                    tables.setdefault(item[1], {}).setdefault(r, {}).update(row)
+            elif kind == "row":
+                current_row = self._tables.get(item[1], {}).get(item[2])
+                if current_row:
+                    tables.setdefault(item[1], {}).setdefault(item[2], {}).update(current_row)
+            elif kind == "cell":
+                _, t, r, c, was_set = item
+                current = self._old_cell(t, r, c)
+                if current is not DELETED or was_set:
+                    tables.setdefault(t, {}).setdefault(r, {})[c] = current
+            else:
+                _, v, was_set = item
+                current = self._values.get(v, DELETED)
+                if current is not DELETED or was_set:
+                    values[v] = current
+        return tables, values

@@ -1,0 +1,219 @@
+"""Cells and values: Python input checks, JSON encoding, and TinyBase's type names.
+
+Like TinyBase 10, the Store keeps object and array cells *encoded*: a string made of the
+reserved prefix ``"\\uFFFD"`` and the cell's ``JSON.stringify`` text. That gives JSON cells
+JavaScript's identity semantics for free (``{"a":1,"b":2}`` differs from ``{"b":2,"a":1}``;
+re-setting an equal object is no change), makes them immutable inside the Store (callers
+always get fresh copies), and makes ``get_tables_json`` byte-identical to TinyBase's.
+
+Input from Python is checked *before* a setter changes anything: values that JSON cannot
+hold raise ``TypeError``/``ValueError`` naming where they were found, instead of being
+silently dropped as TinyBase drops un-encodable JavaScript values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, Final
+
+from partywidget.store._js import js_keys, js_number_str
+
+__all__ = [
+    "JSON_PREFIX",
+    "UNDEFINED_MARKER",
+    "cell_type",
+    "decode_if_json",
+    "encode_if_json",
+    "is_encoded_json",
+    "is_reserved_string",
+    "js_dumps",
+    "py_cell",
+    "py_json",
+    "where",
+]
+
+JSON_PREFIX: Final = "\ufffd"
+UNDEFINED_MARKER: Final = "\ufffc"
+
+_MAX_INT: Final = int(1.7976931348623157e308)
+# ToNumber of an integer beyond the double range is Infinity: not a cell.
+_TYPES_MESSAGE: Final = "cells and values must be str, int, float, bool, None, or dict/list of them"
+
+
+def where(kind: str, *ids: str | None) -> str:
+    """Describe a place in the Store for error messages, e.g. ``table 't', row 'r'``."""
+    labels = {
+        "cell": ("table", "row", "cell"),
+        "row": ("table", "row"),
+        "table": ("table",),
+        "tables": (),
+        "value": ("value",),
+        "values": (),
+    }[kind]
+    parts = [f"{label} {id_!r}" for label, id_ in zip(labels, ids, strict=False)]
+    return ", ".join(parts) if parts else kind
+
+
+def _bad(place: Callable[[], str], value: Any, path: str, why: str, error: type[Exception]) -> None:
+    inner = f" at {path}" if path else ""
+    raise error(f"Invalid {place()}{inner}: {why} ({type(value).__name__}); {_TYPES_MESSAGE}")
+
+
+def py_json(value: Any, place: Callable[[], str], path: str = "") -> Any:
+    """Return a normalized copy of a JSON value, or raise if JSON cannot represent it.
+
+    Normalizes subclasses (``IntEnum``, ``numpy`` integers) to builtins and tuples to
+    lists, so that what the Store keeps can be encoded exactly as JavaScript would.
+    """
+    cls = value.__class__
+    if cls is str or cls is bool or value is None:
+        return value
+    if cls is int:
+        if -_MAX_INT <= value <= _MAX_INT:
+            return value
+        _bad(place, value, path, "integer outside the range of a double", ValueError)
+    if cls is float:
+        if math.isfinite(value):
+            return value
+        _bad(place, value, path, f"{value!r} is not a finite number", ValueError)
+    if isinstance(value, dict):
+        copy: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                _bad(place, key, path, f"object key {key!r} is not a str", TypeError)
+            copy[str(key)] = py_json(item, place, f"{path}[{key!r}]")
+        return copy
+    if isinstance(value, (list, tuple)):
+        return [py_json(item, place, f"{path}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return py_json(int(value), place, path)
+    if isinstance(value, float) or (
+        isinstance(value, numbers.Real) and not isinstance(value, numbers.Rational)
+    ):
+        return py_json(float(value), place, path)
+    _bad(place, value, path, "not a JSON type", TypeError)
+    return None  # pragma: no cover - _bad always raises
+
+
+def py_cell(value: Any, place: Callable[[], str]) -> Any:
+    """Check one cell or value from Python (fast path for scalars); see :func:`py_json`."""
+    cls = value.__class__
+    if cls is str or cls is bool or value is None:
+        return value
+    if cls is float:
+        if value - value == 0.0:  # finite
+            return value
+    elif cls is int and -_MAX_INT <= value <= _MAX_INT:
+        return value
+    return py_json(value, place)
+
+
+def cell_type(value: Any) -> str | None:
+    """TinyBase's ``getCellOrValueType`` for a normalized (checked) Python value."""
+    cls = value.__class__
+    if cls is str:
+        return "string"
+    if cls is bool:
+        return "boolean"
+    if value is None:
+        return "null"
+    if cls is int:
+        return "number" if -_MAX_INT <= value <= _MAX_INT else None
+    if cls is float:
+        return "number" if math.isfinite(value) else None
+    if cls is dict:
+        return "object"
+    if cls is list:
+        return "array"
+    return None
+
+
+def _default(obj: Any) -> Any:
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def _fallback_dumps(obj: Any) -> str:
+    """``JSON.stringify`` for checked JSON values: JS key order and number text."""
+    # TODO: drop once every deployment has partywidget.codec (it provides js_dumps).
+    if isinstance(obj, dict):
+        return (
+            "{"
+            + ",".join(
+                json.dumps(key, ensure_ascii=False) + ":" + _fallback_dumps(obj[key])
+                for key in js_keys(obj)
+            )
+            + "}"
+        )
+    if isinstance(obj, (list, tuple)):
+        return "[" + ",".join(_fallback_dumps(item) for item in obj) + "]"
+    if obj is True:
+        return "true"
+    if obj is False:
+        return "false"
+    if obj is None:
+        return "null"
+    if isinstance(obj, (int, float)):
+        return js_number_str(obj)
+    return json.dumps(obj, ensure_ascii=False, default=_default)
+
+
+def _load_dumps() -> Callable[[Any], str]:
+    try:
+        from partywidget import codec
+    except ImportError:
+        return _fallback_dumps
+    dumps: Callable[[Any], str] | None = getattr(codec, "js_dumps", None)
+    return dumps if dumps is not None else _fallback_dumps
+
+
+_dumps: Callable[[Any], str] | None = None
+
+
+def js_dumps(obj: Any) -> str:
+    """``JSON.stringify`` (codec's implementation when available)."""
+    global _dumps
+    if _dumps is None:
+        _dumps = _load_dumps()
+    return _dumps(obj)
+
+
+def encode_if_json(value: Any) -> Any:
+    """TinyBase's ``encodeIfJson``: objects and arrays become prefixed JSON text."""
+    if isinstance(value, (dict, list)):
+        return JSON_PREFIX + js_dumps(value)
+    return value
+
+
+def is_encoded_json(value: Any) -> bool:
+    return value.__class__ is str and value[:1] == JSON_PREFIX
+
+
+def is_reserved_string(value: Any, accepting_encoded: bool = False) -> bool:
+    """Strings a cell may not hold: the ``undefined`` marker, and JSON-prefixed text
+    (unless the input is trusted encoded data from ``set_*_json``)."""
+    if value.__class__ is not str:
+        return False
+    return value == UNDEFINED_MARKER or (not accepting_encoded and value[:1] == JSON_PREFIX)
+
+
+def _parse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_parse(text: str) -> Any:
+    """``JSON.parse``: like ``json.loads`` but without NaN/Infinity literals."""
+    return json.loads(text, parse_constant=_parse_constant)
+
+
+def decode_if_json(raw: Any) -> Any:
+    """TinyBase's ``decodeIfJson``: a fresh object for encoded JSON, else the value."""
+    if raw.__class__ is str and raw[:1] == JSON_PREFIX:
+        return json.loads(raw[1:])
+    return raw

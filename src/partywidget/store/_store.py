@@ -1,0 +1,1010 @@
+"""The public Store: TinyBase 10's ``createStore()`` API in snake_case."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from functools import partial
+from types import TracebackType
+from typing import Any, TypeVar
+
+from partywidget.model import DELETED, Changes
+from partywidget.store._cells import json_parse, py_cell, py_json, where
+from partywidget.store._js import js_keys
+from partywidget.store._listeners import NO_ID, Listener, Tree, tree_size
+from partywidget.store._schema import validate_tables_schema, validate_values_schema
+from partywidget.store._state import Sorter
+from partywidget.store._transactions import StoreTransactions
+
+__all__ = ["Store", "TransactionContext", "create_store"]
+
+_T = TypeVar("_T")
+_Id = str | None
+
+
+def _id(value: Any, what: str) -> str:
+    """Ids are strings (ints are accepted and converted, as JavaScript's ``'' + id``)."""
+    if value.__class__ is str:
+        return str(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+
+
+def _listener_id(value: Any, what: str) -> str | None:
+    return None if value is None else _id(value, what)
+
+
+def _check_key(key: Any, what: str) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"{what} {key!r} must be a str, not {type(key).__name__}")
+    return str(key)
+
+
+def _py_row(table_id: str, row_id: str | None, row: Any) -> Any:
+    if isinstance(row, dict):
+        return {
+            _check_key(cell_id, "cell id"): py_cell(
+                cell, partial(where, "cell", table_id, row_id, cell_id)
+            )
+            for cell_id, cell in row.items()
+        }
+    return py_json(row, lambda: where("row", table_id, row_id))
+
+
+def _py_table(table_id: str, table: Any) -> Any:
+    if isinstance(table, dict):
+        return {
+            _check_key(row_id, "row id"): _py_row(table_id, row_id, row)
+            for row_id, row in table.items()
+        }
+    return py_json(table, lambda: where("table", table_id))
+
+
+def _py_tables(tables: Any) -> Any:
+    if isinstance(tables, dict):
+        return {
+            _check_key(table_id, "table id"): _py_table(table_id, table)
+            for table_id, table in tables.items()
+        }
+    return py_json(tables, lambda: "tables")
+
+
+def _py_values(values: Any) -> Any:
+    if isinstance(values, dict):
+        return {
+            _check_key(value_id, "value id"): py_cell(value, partial(where, "value", value_id))
+            for value_id, value in values.items()
+        }
+    return py_json(values, lambda: "values")
+
+
+def _py_changes(changes: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check Changes from Python: ``(tables, values[, 1])`` with ``DELETED`` for removals."""
+    if not isinstance(changes, (list, tuple)) or len(changes) < 2:
+        raise TypeError("changes must be a (tables, values, 1) tuple or list")
+    tables, values = changes[0], changes[1]
+    if not isinstance(tables, dict) or not isinstance(values, dict):
+        raise TypeError("changes must hold a dict of tables and a dict of values")
+    checked_tables: dict[str, Any] = {}
+    for table_id, table in tables.items():
+        table_id = _check_key(table_id, "table id")
+        if table is DELETED:
+            checked_tables[table_id] = DELETED
+            continue
+        if not isinstance(table, dict):
+            raise TypeError(f"changes for table {table_id!r} must be a dict or DELETED")
+        checked_table: dict[str, Any] = {}
+        for row_id, row in table.items():
+            row_id = _check_key(row_id, "row id")
+            if row is DELETED:
+                checked_table[row_id] = DELETED
+                continue
+            if not isinstance(row, dict):
+                raise TypeError(
+                    f"changes for row {row_id!r} of table {table_id!r} must be a dict or DELETED"
+                )
+            checked_table[row_id] = {
+                _check_key(cell_id, "cell id"): cell
+                if cell is DELETED
+                else py_cell(cell, partial(where, "cell", table_id, row_id, cell_id))
+                for cell_id, cell in row.items()
+            }
+        checked_tables[table_id] = checked_table
+    checked_values = {
+        _check_key(value_id, "value id"): value
+        if value is DELETED
+        else py_cell(value, partial(where, "value", value_id))
+        for value_id, value in values.items()
+    }
+    return checked_tables, checked_values
+
+
+class TransactionContext:
+    """``with store.transaction():`` -- an exception in the block rolls it back.
+
+    That is what TinyBase's ``transaction(actions)`` does when ``actions`` throws: it
+    requests a rollback, finishes the transaction (so no listeners see the changes and
+    the finish listeners are not called), and re-throws.
+    """
+
+    def __init__(self, store: Store, do_rollback: Callable[[Store], Any] | None) -> None:
+        self._store = store
+        self._do_rollback = do_rollback
+        self._active = False
+
+    def __enter__(self) -> Store:
+        store = self._store
+        if store._transactions != -1:
+            store.start_transaction()
+            self._active = True
+        return store
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._active:
+            return
+        self._active = False
+        store = self._store
+        if exc is None:
+            try:
+                store.finish_transaction(self._do_rollback)
+            except BaseException:
+                store._abort_transaction()
+                raise
+        else:
+            store._abort_transaction()
+
+
+class Store(StoreTransactions):
+    """A TinyBase 10 Store: tabular data and keyed values, schemas, listeners, transactions.
+
+    Semantics are those of TinyBase 10.0.1's ``createStore()``: method names are the
+    snake_case of TinyBase's; every setter returns the Store (``add_row`` returns the new
+    row Id); listeners get TinyBase's arguments with the Store first.
+
+    Input checking, in two tiers:
+
+    * Python values JSON cannot hold -- ``set``, ``bytes``, ``datetime``, ``Decimal``,
+      ``complex``, arbitrary objects, NaN and infinities, integers beyond the double range,
+      dicts with non-``str`` keys, also nested inside JSON cells -- raise ``TypeError`` or
+      ``ValueError`` naming the table/row/cell or value, before anything changes.
+    * JSON-representable input TinyBase refuses (schema violations, a row that is not a
+      dict, empty tables, the reserved strings ``"\\uFFFC"``/``"\\uFFFD..."``) is ignored as
+      TinyBase ignores it, and reported to the invalid-cell/invalid-value listeners.
+
+    Comparisons follow JavaScript: ``True`` differs from ``1``, ``4`` equals ``4.0``, and
+    setting a cell to an equal value is no change. Dict and list cells are kept as JSON
+    text (as TinyBase does), so they are copied on the way in and every getter returns a
+    fresh object: callers cannot change the Store behind its back.
+
+    ``DELETED`` stands for JavaScript's ``undefined`` wherever TinyBase may report an
+    absent cell or value: in Changes, in cell/value listeners' new/old arguments, in
+    ``get_cell_change`` results, invalid-cell lists and the transaction log. Getters
+    return ``None`` for absent cells, as the Python spelling of ``undefined``.
+
+    An exception inside a transaction (``transaction(actions)`` or ``with
+    store.transaction():``) rolls the transaction back and propagates, as in TinyBase.
+
+    Listeners added with ``call_listener`` get ``None`` for arguments that only a real
+    change provides (TinyBase passes nothing).
+
+    Not thread-safe, by design: like TinyBase's, the Store must be used from one thread
+    (the widget and persister marshal calls onto their loop thread).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._listener_mutators: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"<Store tables={len(self._tables)} values={len(self._values)}>"
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def transaction(
+        self,
+        actions: Callable[[], _T] | None = None,
+        do_rollback: Callable[[Store], Any] | None = None,
+    ) -> Any:
+        """Run ``actions`` in one transaction and return their result.
+
+        Without ``actions``, return a context manager: ``with store.transaction(): ...``.
+        During non-mutator listeners (when the Store refuses changes) ``actions`` is not
+        run and ``None`` is returned, as in TinyBase.
+        """
+        if actions is None:
+            return TransactionContext(self, do_rollback)
+        if self._transactions == -1:
+            return None
+        self.start_transaction()
+        try:
+            result = actions()
+            self.finish_transaction(do_rollback)
+        except BaseException:
+            self._abort_transaction()
+            raise
+        return result
+
+    def _fluent(self, action: Callable[..., Any], *args: Any) -> Store:
+        if self._transactions == -1:
+            return self
+        self.start_transaction()
+        try:
+            action(*args)
+            self.finish_transaction()
+        except BaseException:
+            self._abort_transaction()
+            raise
+        return self
+
+    # -- content setters -------------------------------------------------------------------
+
+    def set_content(self, content: Any) -> Store:
+        """Replace tables and values; ``content`` is ``(tables, values)`` or a callable."""
+        if not callable(content):
+            content = py_json(content, lambda: "content")
+        return self._fluent(self._set_content_impl, content)
+
+    def _set_content_impl(self, content: Any) -> None:
+        if callable(content):
+            content = py_json(content(), lambda: "content")
+        if not isinstance(content, list):
+            return
+        tables = content[0] if len(content) > 0 else None
+        values = content[1] if len(content) > 1 else None
+        if isinstance(tables, dict) and not tables:
+            self.del_tables()
+        else:
+            self._fluent(self._set_tables_impl, tables)
+        if isinstance(values, dict) and not values:
+            self.del_values()
+        else:
+            self._fluent(self._set_values_impl, values)
+
+    def set_tables(self, tables: Any) -> Store:
+        return self._fluent(self._set_tables_impl, _py_tables(tables))
+
+    def _set_tables_impl(self, tables: Any) -> None:
+        if self._validate_tables(tables):
+            self._set_valid_tables(tables)
+
+    def set_table(self, table_id: str, table: Any) -> Store:
+        table_id = _id(table_id, "table_id")
+        return self._fluent(self._set_table_impl, table_id, _py_table(table_id, table))
+
+    def _set_table_impl(self, table_id: str, table: Any) -> None:
+        if self._validate_table(table, table_id):
+            self._set_valid_table(table_id, table)
+
+    def set_row(self, table_id: str, row_id: str, row: Any) -> Store:
+        table_id = _id(table_id, "table_id")
+        row_id = _id(row_id, "row_id")
+        return self._fluent(self._set_row_impl, table_id, row_id, _py_row(table_id, row_id, row))
+
+    def _set_row_impl(self, table_id: str, row_id: str, row: Any) -> None:
+        if self._validate_row(table_id, row_id, row):
+            self._set_valid_row(table_id, self._get_or_create_table(table_id), row_id, row)
+
+    def add_row(self, table_id: str, row: Any, reuse_row_ids: bool = True) -> str | None:
+        """Add a row under a new Id (the next free integer-like Id; released Ids of deleted
+        rows first unless ``reuse_row_ids=False``) and return it, or ``None`` if invalid."""
+        table_id = _id(table_id, "table_id")
+        checked_row = _py_row(table_id, None, row)
+
+        def add() -> str | None:
+            if not self._validate_row(table_id, None, checked_row):
+                return None
+            table_map = self._get_or_create_table(table_id)
+            pool = self._row_id_pools[table_id]
+            row_id = pool.get(reuse_row_ids)
+            while row_id in table_map:
+                row_id = pool.get(reuse_row_ids)
+            self._set_valid_row(table_id, table_map, row_id, checked_row)
+            return row_id
+
+        result: str | None = self.transaction(add)
+        return result
+
+    def set_partial_row(self, table_id: str, row_id: str, partial_row: Any) -> Store:
+        table_id = _id(table_id, "table_id")
+        row_id = _id(row_id, "row_id")
+        return self._fluent(
+            self._set_partial_row_impl, table_id, row_id, _py_row(table_id, row_id, partial_row)
+        )
+
+    def _set_partial_row_impl(self, table_id: str, row_id: str, partial_row: Any) -> None:
+        if self._validate_row(table_id, row_id, partial_row, True):
+            table_map = self._get_or_create_table(table_id)
+            for cell_id in js_keys(partial_row):
+                self._set_cell_into_new_row(
+                    table_id, table_map, row_id, cell_id, partial_row[cell_id]
+                )
+
+    def set_cell(self, table_id: str, row_id: str, cell_id: str, cell: Any) -> Store:
+        """Set one cell; ``cell`` may be a mapper ``f(old_cell) -> new_cell``."""
+        if table_id.__class__ is not str:
+            table_id = _id(table_id, "table_id")
+        if row_id.__class__ is not str:
+            row_id = _id(row_id, "row_id")
+        if cell_id.__class__ is not str:
+            cell_id = _id(cell_id, "cell_id")
+        cls = cell.__class__
+        mapper = None
+        if not (cls is str or cls is bool or cell is None):
+            if callable(cell):
+                mapper = cell
+            else:
+                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
+        transactions = self._transactions
+        if transactions > 0:
+            # Nested in a transaction (the common bulk case): no start/finish needed.
+            try:
+                self._set_cell_now(table_id, row_id, cell_id, cell, mapper)
+            except BaseException:
+                self._rollback_requested = True
+                raise
+            return self
+        if transactions == -1:
+            return self
+        self.start_transaction()
+        try:
+            self._set_cell_now(table_id, row_id, cell_id, cell, mapper)
+            self.finish_transaction()
+        except BaseException:
+            self._abort_transaction()
+            raise
+        return self
+
+    def _set_cell_now(
+        self, table_id: str, row_id: str, cell_id: str, cell: Any, mapper: Any
+    ) -> None:
+        if mapper is not None:
+            cell = py_cell(
+                mapper(self.get_cell(table_id, row_id, cell_id)),
+                lambda: where("cell", table_id, row_id, cell_id),
+            )
+        if self._has_tables_schema:
+            valid_cell = self._validated_cell(table_id, row_id, cell_id, cell)
+            if valid_cell is DELETED:
+                return
+        else:
+            cls = cell.__class__
+            if cls is int or cls is float or cls is bool or cell is None:
+                valid_cell = cell
+            else:
+                valid_cell = self._validated_cell(table_id, row_id, cell_id, cell)
+                if valid_cell is DELETED:
+                    return
+        table_map = self._tables.get(table_id)
+        if table_map is None:
+            table_map = self._get_or_create_table(table_id)
+        row_map = table_map.get(row_id)
+        if row_map is None:
+            self._set_cell_into_new_row(table_id, table_map, row_id, cell_id, valid_cell)
+        else:
+            self._set_valid_cell(table_id, row_id, row_map, cell_id, valid_cell)
+
+    def set_values(self, values: Any) -> Store:
+        return self._fluent(self._set_values_impl, _py_values(values))
+
+    def _set_values_impl(self, values: Any) -> None:
+        if self._validate_values(values):
+            self._set_valid_values(values)
+
+    def set_partial_values(self, partial_values: Any) -> Store:
+        return self._fluent(self._set_partial_values_impl, _py_values(partial_values))
+
+    def _set_partial_values_impl(self, partial_values: Any) -> None:
+        if self._validate_values(partial_values, True):
+            for value_id in js_keys(partial_values):
+                self._set_valid_value(value_id, partial_values[value_id])
+
+    def set_value(self, value_id: str, value: Any) -> Store:
+        """Set one value; ``value`` may be a mapper ``f(old_value) -> new_value``."""
+        value_id = _id(value_id, "value_id")
+        mapper = None
+        if callable(value):
+            mapper = value
+        else:
+            value = py_cell(value, lambda: where("value", value_id))
+        if self._transactions == -1:
+            return self
+        self.start_transaction()
+        try:
+            if mapper is not None:
+                value = py_cell(mapper(self.get_value(value_id)), lambda: where("value", value_id))
+            valid_value = self._validated_value(value_id, value)
+            if valid_value is not DELETED:
+                self._set_valid_value(value_id, valid_value)
+            self.finish_transaction()
+        except BaseException:
+            self._abort_transaction()
+            raise
+        return self
+
+    def apply_changes(self, changes: Changes | list[Any]) -> Store:
+        """Apply Changes ``(tables, values, 1)``; ``DELETED`` deletes (cells forcibly)."""
+        tables, values = _py_changes(changes)
+        return self._fluent(self._apply_changes_impl, tables, values)
+
+    def _apply_changes_impl(self, tables: dict[str, Any], values: dict[str, Any]) -> None:
+        for table_id in js_keys(tables):
+            table = tables[table_id]
+            if table is DELETED:
+                self.del_table(table_id)
+                continue
+            for row_id in js_keys(table):
+                row = table[row_id]
+                if row is DELETED:
+                    self.del_row(table_id, row_id)
+                    continue
+                for cell_id in js_keys(row):
+                    self._set_or_del_cell(table_id, row_id, cell_id, row[cell_id])
+        for value_id in js_keys(values):
+            self._set_or_del_value(value_id, values[value_id])
+
+    def _set_or_del_cell(self, table_id: str, row_id: str, cell_id: str, cell: Any) -> None:
+        if cell is DELETED:
+            self.del_cell(table_id, row_id, cell_id, True)
+        else:
+            self.set_cell(table_id, row_id, cell_id, cell)
+
+    def _set_or_del_value(self, value_id: str, value: Any) -> None:
+        if value is DELETED:
+            self.del_value(value_id)
+        else:
+            self.set_value(value_id, value)
+
+    # -- JSON setters (trusted encoded data; parse errors are ignored, as in TinyBase) ------
+
+    def _while_accepting_encoded(self, action: Callable[[], None]) -> None:
+        was_accepting = self._accepting_encoded
+        self._accepting_encoded = True
+        try:
+            action()
+        finally:
+            self._accepting_encoded = was_accepting
+
+    def _set_or_del_tables(self, tables: Any) -> None:
+        if isinstance(tables, dict) and not tables:
+            self.del_tables()
+        else:
+            self._fluent(self._set_tables_impl, tables)
+
+    def _set_or_del_values(self, values: Any) -> None:
+        if isinstance(values, dict) and not values:
+            self.del_values()
+        else:
+            self._fluent(self._set_values_impl, values)
+
+    def set_tables_json(self, tables_json: str) -> Store:
+        with contextlib.suppress(Exception):
+            self._while_accepting_encoded(lambda: self._set_or_del_tables(json_parse(tables_json)))
+        return self
+
+    def set_values_json(self, values_json: str) -> Store:
+        with contextlib.suppress(Exception):
+            self._while_accepting_encoded(lambda: self._set_or_del_values(json_parse(values_json)))
+        return self
+
+    def set_json(self, tables_and_values_json: str) -> Store:
+        """Set ``[tables, values]`` JSON; JSON of tables alone is accepted too."""
+
+        def action() -> None:
+            parsed = json_parse(tables_and_values_json)
+            if isinstance(parsed, str):
+                parsed = list(parsed)
+            if not isinstance(parsed, list):
+                raise TypeError("not iterable")
+            self._set_or_del_tables(parsed[0] if len(parsed) > 0 else None)
+            self._set_or_del_values(parsed[1] if len(parsed) > 1 else None)
+
+        def set_json_impl() -> None:
+            try:
+                self._while_accepting_encoded(action)
+            except Exception:
+                self.set_tables_json(tables_and_values_json)
+
+        return self._fluent(set_json_impl)
+
+    # -- schemas ---------------------------------------------------------------------------
+
+    def set_tables_schema(self, tables_schema: Any) -> Store:
+        """Set the tables schema; an invalid one is ignored. Existing data is re-validated."""
+        return self._fluent(
+            self._set_tables_schema_impl, py_json(tables_schema, lambda: "tables schema")
+        )
+
+    def _set_tables_schema_impl(self, tables_schema: Any) -> None:
+        if not validate_tables_schema(tables_schema):
+            return
+        self._save_tables_schema()
+        self._has_tables_schema = True
+        self._set_valid_tables_schema(tables_schema)
+        if self._tables:
+            tables = self.get_tables()
+            self.del_tables()
+            self._fluent(self._set_tables_impl, tables)
+
+    def set_values_schema(self, values_schema: Any) -> Store:
+        """Set the values schema; an invalid one is ignored. Existing data is re-validated."""
+        return self._fluent(
+            self._set_values_schema_impl, py_json(values_schema, lambda: "values schema")
+        )
+
+    def _set_values_schema_impl(self, values_schema: Any) -> None:
+        if not validate_values_schema(values_schema):
+            return
+        self._save_values_schema()
+        values = self.get_values()
+        self.del_values_schema()
+        self.del_values()
+        self._has_values_schema = True
+        self._set_valid_values_schema(values_schema)
+        self._fluent(self._set_values_impl, values)
+
+    def set_schema(self, tables_schema: Any, values_schema: Any = None) -> Store:
+        tables_schema = py_json(tables_schema, lambda: "tables schema")
+        values_schema = py_json(values_schema, lambda: "values schema")
+
+        def both() -> None:
+            self._fluent(self._set_tables_schema_impl, tables_schema)
+            self._fluent(self._set_values_schema_impl, values_schema)
+
+        return self._fluent(both)
+
+    def del_tables_schema(self) -> Store:
+        def delete() -> None:
+            self._save_tables_schema()
+            self._set_valid_tables_schema({})
+            self._has_tables_schema = False
+
+        return self._fluent(delete)
+
+    def del_values_schema(self) -> Store:
+        def delete() -> None:
+            self._save_values_schema()
+            self._set_valid_values_schema({})
+            self._has_values_schema = False
+
+        return self._fluent(delete)
+
+    def del_schema(self) -> Store:
+        def delete() -> None:
+            self.del_tables_schema()
+            self.del_values_schema()
+
+        return self._fluent(delete)
+
+    # -- deleters --------------------------------------------------------------------------
+
+    def del_tables(self) -> Store:
+        return self._fluent(self._set_valid_tables, {})
+
+    def del_table(self, table_id: str) -> Store:
+        table_id = _id(table_id, "table_id")
+
+        def delete() -> None:
+            if table_id in self._tables:
+                self._del_valid_table(table_id)
+
+        return self._fluent(delete)
+
+    def del_row(self, table_id: str, row_id: str) -> Store:
+        table_id = _id(table_id, "table_id")
+        row_id = _id(row_id, "row_id")
+
+        def delete() -> None:
+            table_map = self._tables.get(table_id)
+            if table_map is not None and row_id in table_map:
+                self._del_valid_row(table_id, table_map, row_id)
+
+        return self._fluent(delete)
+
+    def del_cell(self, table_id: str, row_id: str, cell_id: str, force_del: bool = False) -> Store:
+        """Delete a cell. A cell with a schema default is reset to it, unless
+        ``force_del`` -- which then deletes the whole row, as TinyBase does."""
+        table_id = _id(table_id, "table_id")
+        row_id = _id(row_id, "row_id")
+        cell_id = _id(cell_id, "cell_id")
+
+        def delete() -> None:
+            table_map = self._tables.get(table_id)
+            if table_map is None:
+                return
+            row_map = table_map.get(row_id)
+            if row_map is not None and cell_id in row_map:
+                self._del_valid_cell(table_id, table_map, row_id, row_map, cell_id, force_del)
+
+        return self._fluent(delete)
+
+    def del_values(self) -> Store:
+        return self._fluent(self._set_valid_values, {})
+
+    def del_value(self, value_id: str) -> Store:
+        value_id = _id(value_id, "value_id")
+
+        def delete() -> None:
+            if value_id in self._values:
+                self._del_valid_value(value_id)
+
+        return self._fluent(delete)
+
+    # -- listeners -------------------------------------------------------------------------
+
+    def _add(
+        self,
+        pair: tuple[Tree, Tree],
+        listener: Listener,
+        mutator: Any,
+        path: tuple[Any, ...] | None = None,
+        path_getters: tuple[Callable[..., list[str]], ...] = (),
+        extra_args: Callable[[list[Any]], list[Any]] | None = None,
+        extra_count: int = 1,
+    ) -> str:
+        m = 1 if mutator else 0
+        listener_id = self._registry.add(
+            listener, pair[m], path, path_getters, extra_args, extra_count
+        )
+        self._listener_mutators[listener_id] = m
+        self._data_listener_counts[m] += 1
+        self._tabular_flags[m] = None
+        return listener_id
+
+    def add_has_tables_listener(self, listener: Listener, mutator: bool = False) -> str:
+        """``listener(store, has_tables)`` when the Store gains its first / loses its last table."""
+        return self._add(
+            self._has_tables_listeners, listener, mutator, None, (), lambda _: [self.has_tables()]
+        )
+
+    def add_tables_listener(self, listener: Listener, mutator: bool = False) -> str:
+        """``listener(store, get_cell_change)`` after any cell changes."""
+        return self._add(self._tables_listeners, listener, mutator)
+
+    def add_table_ids_listener(self, listener: Listener, mutator: bool = False) -> str:
+        """``listener(store, get_id_changes)`` when tables are added or removed."""
+        return self._add(self._table_ids_listeners, listener, mutator)
+
+    def add_has_table_listener(
+        self, table_id: _Id, listener: Listener, mutator: bool = False
+    ) -> str:
+        """``listener(store, table_id, has_table)``; ``table_id=None`` means any table."""
+        return self._add(
+            self._has_table_listeners,
+            listener,
+            mutator,
+            (_listener_id(table_id, "table_id"),),
+            (self.get_table_ids,),
+            lambda ids: [self.has_table(*ids)],
+        )
+
+    def add_table_listener(self, table_id: _Id, listener: Listener, mutator: bool = False) -> str:
+        """``listener(store, table_id, get_cell_change)``."""
+        return self._add(
+            self._table_listeners,
+            listener,
+            mutator,
+            (_listener_id(table_id, "table_id"),),
+            (self.get_table_ids,),
+        )
+
+    def add_table_cell_ids_listener(
+        self, table_id: _Id, listener: Listener, mutator: bool = False
+    ) -> str:
+        """``listener(store, table_id, get_id_changes)``."""
+        return self._add(
+            self._table_cell_ids_listeners,
+            listener,
+            mutator,
+            (_listener_id(table_id, "table_id"),),
+            (self.get_table_ids,),
+        )
+
+    def add_has_table_cell_listener(
+        self, table_id: _Id, cell_id: _Id, listener: Listener, mutator: bool = False
+    ) -> str:
+        """``listener(store, table_id, cell_id, has_table_cell)``."""
+        return self._add(
+            self._has_table_cell_listeners,
+            listener,
+            mutator,
+            (_listener_id(table_id, "table_id"), _listener_id(cell_id, "cell_id")),
+            (self.get_table_ids, self.get_table_cell_ids),
+            lambda ids: [self.has_table_cell(*ids)],
+        )
+
+    def add_row_count_listener(
+        self, table_id: _Id, listener: Listener, mutator: bool = False
+    ) -> str:
+        """``listener(store, table_id, count)``."""
+        return self._add(
+            self._row_count_listeners,
+            listener,
+            mutator,
+            (_listener_id(table_id, "table_id"),),
+            (self.get_table_ids,),
+        )
+
+    def add_row_ids_listener(self, table_id: _Id, listener: Listener, mutator: bool = False) -> str:
+        """``listener(store, table_id, get_id_changes)``."""
+        return self._add(
+            self._row_ids_listeners,
+            listener,
+            mutator,
+            (_listener_id(table_id, "table_id"),),
+            (self.get_table_ids,),
+        )
+
+    def add_sorted_row_ids_listener(
+        self,
+        table_id: str | Mapping[str, Any],
+        cell_id: Any = None,
+        descending: Any = False,
+        offset: int = 0,
+        limit: int | None = None,
+        listener: Listener | None = None,
+        mutator: bool = False,
+        *,
+        sorter: Sorter | None = None,
+    ) -> str:
+        """``listener(store, table_id, cell_id, descending, offset, limit, sorted_row_ids)``
+        whenever that sorted slice of row Ids changes.
+
+        Also accepts TinyBase's object form: ``(sorted_row_ids_args, listener, mutator)``.
+        """
+        if isinstance(table_id, Mapping):
+            args = table_id
+            return self.add_sorted_row_ids_listener(
+                args["tableId"],
+                args.get("cellId"),
+                bool(args.get("descending", False)),
+                args.get("offset", 0) or 0,
+                args.get("limit"),
+                cell_id if listener is None else listener,
+                bool(descending) if listener is None else mutator,
+                sorter=args.get("sorter"),
+            )
+        if listener is None:
+            raise TypeError("add_sorted_row_ids_listener needs a listener")
+        the_table_id = _id(table_id, "table_id")
+        the_cell_id = _listener_id(cell_id, "cell_id")
+        user_listener = listener
+        sorted_ids = self.get_sorted_row_ids(
+            the_table_id, the_cell_id, descending, offset, limit, sorter
+        )
+
+        def on_change(*_: Any) -> None:
+            nonlocal sorted_ids
+            new_ids = self.get_sorted_row_ids(
+                the_table_id, the_cell_id, descending, offset, limit, sorter
+            )
+            if new_ids != sorted_ids:
+                sorted_ids = new_ids
+                user_listener(
+                    self, the_table_id, the_cell_id, descending, offset, limit, list(new_ids)
+                )
+
+        return self._add(
+            self._sorted_row_ids_listeners,
+            on_change,
+            mutator,
+            (the_table_id, NO_ID if the_cell_id is None else the_cell_id),
+            (self.get_table_ids,),
+            None,
+            0,
+        )
+
+    def add_has_row_listener(
+        self, table_id: _Id, row_id: _Id, listener: Listener, mutator: bool = False
+    ) -> str:
+        """``listener(store, table_id, row_id, has_row)``."""
+        return self._add(
+            self._has_row_listeners,
+            listener,
+            mutator,
+            (_listener_id(table_id, "table_id"), _listener_id(row_id, "row_id")),
+            (self.get_table_ids, self.get_row_ids),
+            lambda ids: [self.has_row(*ids)],
+        )
+
+    def add_row_listener(
+        self, table_id: _Id, row_id: _Id, listener: Listener, mutator: bool = False
+    ) -> str:
+        """``listener(store, table_id, row_id, get_cell_change)``."""
+        return self._add(
+            self._row_listeners,
+            listener,
+            mutator,
+            (_listener_id(table_id, "table_id"), _listener_id(row_id, "row_id")),
+            (self.get_table_ids, self.get_row_ids),
+        )
+
+    def add_cell_ids_listener(
+        self, table_id: _Id, row_id: _Id, listener: Listener, mutator: bool = False
+    ) -> str:
+        """``listener(store, table_id, row_id, get_id_changes)``."""
+        return self._add(
+            self._cell_ids_listeners,
+            listener,
+            mutator,
+            (_listener_id(table_id, "table_id"), _listener_id(row_id, "row_id")),
+            (self.get_table_ids, self.get_row_ids),
+        )
+
+    def add_has_cell_listener(
+        self, table_id: _Id, row_id: _Id, cell_id: _Id, listener: Listener, mutator: bool = False
+    ) -> str:
+        """``listener(store, table_id, row_id, cell_id, has_cell)``."""
+        return self._add(
+            self._has_cell_listeners,
+            listener,
+            mutator,
+            (
+                _listener_id(table_id, "table_id"),
+                _listener_id(row_id, "row_id"),
+                _listener_id(cell_id, "cell_id"),
+            ),
+            (self.get_table_ids, self.get_row_ids, self.get_cell_ids),
+            lambda ids: [self.has_cell(*ids)],
+        )
+
+    def add_cell_listener(
+        self, table_id: _Id, row_id: _Id, cell_id: _Id, listener: Listener, mutator: bool = False
+    ) -> str:
+        """``listener(store, table_id, row_id, cell_id, new_cell, old_cell, get_cell_change)``.
+
+        ``new_cell``/``old_cell`` are ``DELETED`` when the cell was deleted/added.
+        """
+        return self._add(
+            self._cell_listeners,
+            listener,
+            mutator,
+            (
+                _listener_id(table_id, "table_id"),
+                _listener_id(row_id, "row_id"),
+                _listener_id(cell_id, "cell_id"),
+            ),
+            (self.get_table_ids, self.get_row_ids, self.get_cell_ids),
+            lambda ids: [self.get_cell(*ids)] * 2,
+            3,
+        )
+
+    def add_invalid_cell_listener(
+        self, table_id: _Id, row_id: _Id, cell_id: _Id, listener: Listener, mutator: bool = False
+    ) -> str:
+        """``listener(store, table_id, row_id, cell_id, invalid_cells)`` for refused input.
+
+        ``invalid_cells`` lists what was refused (``DELETED`` for a missing cell the
+        schema wanted); Ids are ``None`` where TinyBase has none (e.g. a non-dict row).
+        """
+        return self._add(
+            self._invalid_cell_listeners,
+            listener,
+            mutator,
+            (
+                _listener_id(table_id, "table_id"),
+                _listener_id(row_id, "row_id"),
+                _listener_id(cell_id, "cell_id"),
+            ),
+        )
+
+    def add_has_values_listener(self, listener: Listener, mutator: bool = False) -> str:
+        """``listener(store, has_values)``."""
+        return self._add(
+            self._has_values_listeners, listener, mutator, None, (), lambda _: [self.has_values()]
+        )
+
+    def add_values_listener(self, listener: Listener, mutator: bool = False) -> str:
+        """``listener(store, get_value_change)``."""
+        return self._add(self._values_listeners, listener, mutator)
+
+    def add_value_ids_listener(self, listener: Listener, mutator: bool = False) -> str:
+        """``listener(store, get_id_changes)``."""
+        return self._add(self._value_ids_listeners, listener, mutator)
+
+    def add_has_value_listener(
+        self, value_id: _Id, listener: Listener, mutator: bool = False
+    ) -> str:
+        """``listener(store, value_id, has_value)``."""
+        return self._add(
+            self._has_value_listeners,
+            listener,
+            mutator,
+            (_listener_id(value_id, "value_id"),),
+            (self.get_value_ids,),
+            lambda ids: [self.has_value(*ids)],
+        )
+
+    def add_value_listener(self, value_id: _Id, listener: Listener, mutator: bool = False) -> str:
+        """``listener(store, value_id, new_value, old_value, get_value_change)``."""
+        return self._add(
+            self._value_listeners,
+            listener,
+            mutator,
+            (_listener_id(value_id, "value_id"),),
+            (self.get_value_ids,),
+            lambda ids: [self.get_value(ids[0])] * 2,
+            3,
+        )
+
+    def add_invalid_value_listener(
+        self, value_id: _Id, listener: Listener, mutator: bool = False
+    ) -> str:
+        """``listener(store, value_id, invalid_values)``."""
+        return self._add(
+            self._invalid_value_listeners,
+            listener,
+            mutator,
+            (_listener_id(value_id, "value_id"),),
+        )
+
+    def add_start_transaction_listener(self, listener: Listener) -> str:
+        """``listener(store)`` when the outermost transaction starts."""
+        return self._registry.add(listener, self._start_transaction_listeners)
+
+    def add_will_finish_transaction_listener(self, listener: Listener) -> str:
+        """``listener(store)`` after mutator listeners, before non-mutator listeners."""
+        return self._registry.add(listener, self._finish_transaction_listeners[0])
+
+    def add_did_finish_transaction_listener(self, listener: Listener) -> str:
+        """``listener(store)`` after all other listeners (``get_transaction_changes`` works)."""
+        return self._registry.add(listener, self._finish_transaction_listeners[1])
+
+    def call_listener(self, listener_id: str) -> Store:
+        """Call a listener as if its things changed (wildcards expand to current Ids)."""
+        self._registry.call_one(listener_id)
+        return self
+
+    def del_listener(self, listener_id: str) -> Store:
+        self._registry.delete(listener_id)
+        mutator = self._listener_mutators.pop(listener_id, None)
+        if mutator is not None:
+            self._data_listener_counts[mutator] -= 1
+            self._tabular_flags[mutator] = None
+        return self
+
+    def get_listener_stats(self) -> dict[str, int]:
+        """How many listeners of each kind are registered (TinyBase's counting)."""
+
+        def count(pair: tuple[Tree, Tree], depth: int = 2) -> int:
+            return tree_size(pair[0], depth) + tree_size(pair[1], depth)
+
+        return {
+            "has_tables": count(self._has_tables_listeners),
+            "tables": count(self._tables_listeners),
+            "table_ids": count(self._table_ids_listeners),
+            "has_table": count(self._has_table_listeners),
+            "table": count(self._table_listeners),
+            "table_cell_ids": count(self._table_cell_ids_listeners),
+            "has_table_cell": count(self._has_table_cell_listeners, 3),
+            "row_count": count(self._row_count_listeners),
+            "row_ids": count(self._row_ids_listeners),
+            # TinyBase counts (table, cell) pairs here rather than listeners; so do we.
+            "sorted_row_ids": count(self._sorted_row_ids_listeners),
+            "has_row": count(self._has_row_listeners, 3),
+            "row": count(self._row_listeners, 3),
+            "cell_ids": count(self._cell_ids_listeners, 3),
+            "has_cell": count(self._has_cell_listeners, 4),
+            "cell": count(self._cell_listeners, 4),
+            "invalid_cell": count(self._invalid_cell_listeners, 4),
+            "has_values": count(self._has_values_listeners),
+            "values": count(self._values_listeners),
+            "value_ids": count(self._value_ids_listeners),
+            "has_value": count(self._has_value_listeners),
+            "value": count(self._value_listeners),
+            "invalid_value": count(self._invalid_value_listeners),
+            "transaction": tree_size(self._start_transaction_listeners, 2)
+            + count(self._finish_transaction_listeners),
+        }
+
+
+def create_store() -> Store:
+    """A new, empty Store (TinyBase's ``createStore()``)."""
+    return Store()

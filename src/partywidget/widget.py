@@ -1,0 +1,647 @@
+"""``PartyStoreWidget``: a TinyBase Store synced with a PartyKit room, shown as a grid.
+
+The widget owns a Store, a :class:`~partywidget.partykit.socket.PartySocket` and a PartyKit
+persister (auto-load + auto-save), and exposes the Store's tables as pandas DataFrames.
+Its front-end (``js/``) mirrors the Store in a TinyBase JS Store fed by custom messages:
+
+* view -> kernel ``{"kind": "snapshot?", "view": id}`` when a view renders (or detects a
+  gap); the kernel answers with the whole content in chunks
+  ``{"kind": "snapshot", "to": id, "sid", "seq", "part", "parts", "content"}`` (content
+  encoded as on the PartyKit wire);
+* kernel -> views ``{"kind": "changes", "seq", "changes"}``: one per Store transaction
+  (local or remote), with the transaction's Changes encoded as on the wire, so a one-cell
+  change costs ~100 bytes whatever the table size;
+* view -> kernel ``{"kind": "changes", "view", "seq", "changes"}``: the view's edits.
+
+Each direction numbers its messages; a receiver seeing anything but last+1 asks for (or
+sends) a fresh snapshot, which heals lost, duplicated or early messages. Edits the Store
+refuses (schema, read-only) are answered with the Store's actual cells so the view never
+drifts from the kernel.
+
+Threads: see :mod:`partywidget._loop`. All Store access goes through the loop thread; in a
+kernel that is the kernel's own thread, so traitlet changes and comm messages happen
+where ipywidgets expects them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pathlib
+import socket as _socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import anywidget
+import pandas as pd
+import traitlets
+
+from . import frames as _frames
+from ._loop import LoopRunner
+from .codec import CodecError, decode_changes, encode_changes, encode_content
+from .model import DELETED, Changes
+
+if TYPE_CHECKING:
+    from .persister import Persister
+    from .server import ServerThread
+    from .store import Store
+
+__all__ = ["DEFAULT_HOST", "PartyStoreWidget", "resolve_host"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "127.0.0.1"
+DEFAULT_PORT = 1999
+DEFAULT_HOST = f"{DEFAULT_ADDRESS}:{DEFAULT_PORT}"
+#: Cells per snapshot message: ~20k cells is a few hundred kB, small enough for the comm.
+SNAPSHOT_CHUNK_CELLS = 20_000
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+_FALLBACK_ESM = """
+export default { render({ el }) {
+  el.textContent = "partywidget: front-end not built (run `npm run build`).";
+} };
+"""
+
+_embedded: ServerThread | None = None
+_embedded_lock = threading.Lock()
+_embedded_logged = False
+
+
+# --------------------------------------------------------------------------------------
+# host resolution
+# --------------------------------------------------------------------------------------
+
+
+def _answers(address: str, port: int, timeout: float = 0.5) -> bool:
+    """True if something accepts TCP connections there (a room server, we assume)."""
+    try:
+        with _socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _start_embedded() -> ServerThread:
+    """Start (once per process) our room server on a daemon thread with its own loop."""
+    global _embedded, _embedded_logged
+    from .server import run_in_thread
+
+    with _embedded_lock:
+        if _embedded is None:
+            try:
+                _embedded = run_in_thread(host=DEFAULT_ADDRESS, port=DEFAULT_PORT)
+            except (OSError, RuntimeError, SystemExit):
+                _embedded = run_in_thread(host=DEFAULT_ADDRESS, port=0)
+        if not _embedded_logged:
+            _embedded_logged = True
+            log.warning(
+                "partywidget: no room server answered at %s; started an embedded one at %s "
+                "(rooms live in this process's memory)",
+                f"{DEFAULT_ADDRESS}:{DEFAULT_PORT}",
+                _embedded.host,
+            )
+        return _embedded
+
+
+def resolve_host(host: str | None) -> tuple[str, str]:
+    """The host to use and a notice for the widget ("" unless we started a server).
+
+    ``host`` if given; else ``$PARTYWIDGET_HOST``; else ``127.0.0.1:1999`` if something
+    answers there; else our embedded server (on 1999, or a free port if 1999 is taken).
+    """
+    if host:
+        return host, ""
+    env = os.environ.get("PARTYWIDGET_HOST", "").strip()
+    if env:
+        return env, ""
+    if _embedded is not None:
+        return _embedded.host, _embedded_notice(_embedded)
+    if _answers(DEFAULT_ADDRESS, DEFAULT_PORT):
+        return f"{DEFAULT_ADDRESS}:{DEFAULT_PORT}", ""
+    server = _start_embedded()
+    return server.host, _embedded_notice(server)
+
+
+def _embedded_notice(server: ServerThread) -> str:
+    return (
+        f"No room server at {DEFAULT_ADDRESS}:{DEFAULT_PORT}: using an embedded one at "
+        f"{server.host} (rooms live in this kernel's memory)."
+    )
+
+
+# --------------------------------------------------------------------------------------
+# the widget
+# --------------------------------------------------------------------------------------
+
+
+class _Tables(MutableMapping[str, pd.DataFrame]):
+    """``w.tables``: the Store's tables as DataFrames; assigning a frame diffs it in."""
+
+    def __init__(self, widget: PartyStoreWidget) -> None:
+        self._widget = widget
+
+    def __getitem__(self, table_id: str) -> pd.DataFrame:
+        if table_id not in self._ids():
+            raise KeyError(table_id)
+        return self._widget.df(table_id)
+
+    def __setitem__(self, table_id: str, frame: pd.DataFrame) -> None:
+        self._widget.set_table(table_id, frame)
+
+    def __delitem__(self, table_id: str) -> None:
+        if table_id not in self._ids():
+            raise KeyError(table_id)
+        self._widget.del_table(table_id)
+
+    def _ids(self) -> list[str]:
+        w = self._widget
+        ids: list[str] = w._runner.call(w._store.get_table_ids)
+        return ids
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids())
+
+    def __len__(self) -> int:
+        return len(self._ids())
+
+    def __repr__(self) -> str:
+        return f"<tables {self._ids()!r}>"
+
+
+class PartyStoreWidget(anywidget.AnyWidget):
+    """A Store shared through a PartyKit room: DataFrames in Python, a grid in the page.
+
+    ``PartyStoreWidget("my_room")`` connects to ``host`` (see :func:`resolve_host`), loads
+    the room into :attr:`store` and keeps both in sync: local writes (Python or grid) are
+    pushed, remote ones applied. ``read_only=True`` only listens: nothing is ever sent to
+    the room, the grid is not editable and the Python writers raise ``PermissionError``.
+    """
+
+    _esm = _STATIC / "widget.js" if (_STATIC / "widget.js").exists() else _FALLBACK_ESM
+    _css = _STATIC / "widget.css" if (_STATIC / "widget.css").exists() else ""
+
+    status = traitlets.Unicode("connecting").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    room = traitlets.Unicode("").tag(sync=True)
+    host = traitlets.Unicode("").tag(sync=True)
+    party = traitlets.Unicode("main").tag(sync=True)
+    notice = traitlets.Unicode("").tag(sync=True)
+    read_only = traitlets.Bool(False).tag(sync=True)
+    # Not synced on purpose: it changes on every transaction and the view has its own
+    # delta stream; syncing it would double the bytes of every remote change.
+    revision = traitlets.Int(0)
+
+    def __init__(
+        self,
+        room: str,
+        host: str | None = None,
+        *,
+        party: str = "main",
+        query: Any = None,
+        store: Store | None = None,
+        tables_schema: Mapping[str, Any] | None = None,
+        values_schema: Mapping[str, Any] | None = None,
+        initial_content: Any = None,
+        read_only: bool = False,
+        config: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        resolved, notice = resolve_host(host)
+        super().__init__(
+            room=room,
+            host=resolved,
+            party=party,
+            notice=notice,
+            read_only=read_only,
+            **kwargs,
+        )
+        self._runner = LoopRunner()
+        self._seq = 0  # kernel -> views stream
+        self._view_seq: dict[str, int] = {}  # views -> kernel streams
+        self._views: set[str] = set()
+        self._change_callbacks: list[Callable[[Changes], Any]] = []
+        self._closed = False
+        self._opened = False
+        self._loaded = False
+        self._state_changed: asyncio.Event | None = None
+        self.on_msg(self._on_custom_msg)
+        self._runner.call(
+            self._setup_on_loop,
+            store,
+            tables_schema,
+            values_schema,
+            query,
+            config,
+        )
+        self._start_task = self._runner.spawn(self._start(initial_content))
+
+    # -- setup (on the loop thread) --------------------------------------------------------
+
+    def _setup_on_loop(
+        self,
+        store: Store | None,
+        tables_schema: Mapping[str, Any] | None,
+        values_schema: Mapping[str, Any] | None,
+        query: Any,
+        config: Any,
+    ) -> None:
+        from .partykit.persister import create_partykit_persister
+        from .partykit.socket import PartySocket
+        from .store import create_store
+
+        self._state_changed = asyncio.Event()
+        self._store: Store = store if store is not None else create_store()
+        if tables_schema is not None:
+            self._store.set_tables_schema(dict(tables_schema))
+        if values_schema is not None:
+            self._store.set_values_schema(dict(values_schema))
+        self._frames = _frames.FrameCache(self._store)
+        self._transaction_listener = self._store.add_did_finish_transaction_listener(
+            self._on_transaction
+        )
+        self._socket = PartySocket(self.host, self.room, party=self.party, query=query)
+        for kind in ("open", "close", "error"):
+            self._socket.add_event_listener(kind, self._on_socket_event)
+        if config is None:
+            # TinyBase defaults the load URL to https; a local/private host (where the
+            # socket uses ws://) is almost always plain http, like our embedded server.
+            config = "http" if self._socket.protocol == "ws" else "https"
+        self._persister: Persister = create_partykit_persister(
+            self._store, self._socket, config, self._on_ignored_error
+        )
+
+    async def _start(self, initial_content: Any) -> None:
+        try:
+            await self._persister.start_auto_load(initial_content)
+            if not self.read_only:
+                await self._persister.start_auto_save()
+        except Exception as error:  # reported in the status, never an unhandled task
+            log.exception("partywidget: starting the persister failed")
+            self._set_status("error", f"{type(error).__name__}: {error}")
+        finally:
+            self._loaded = True
+            self._poke()
+
+    def _poke(self) -> None:
+        """Wake ``ready()`` waiters so they re-check the state (loop thread only)."""
+        if self._state_changed is not None:
+            self._state_changed.set()
+            self._state_changed = asyncio.Event()
+
+    def _set_status(self, status: str, error: str | None = None) -> None:
+        if error is not None:
+            self.error = error
+        self.status = status
+
+    def _on_socket_event(self, event: Any) -> None:
+        kind = getattr(event, "type", "")
+        if kind == "open":
+            self._opened = True
+            self._set_status("connected", "")
+        elif kind == "error":
+            self._opened = False
+            self._set_status("error", getattr(event, "message", str(event)))
+        elif kind == "close":
+            self._opened = False
+            if self.status != "error":
+                reason = getattr(event, "reason", "")
+                code = getattr(event, "code", 0)
+                self._set_status("offline", f"closed ({code}{': ' + reason if reason else ''})")
+        self._poke()
+
+    def _on_ignored_error(self, error: BaseException) -> None:
+        log.debug("partywidget persister: %r", error)
+        self.error = f"{type(error).__name__}: {error}"
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The Store. In background-loop mode, mutate it through the widget's methods (they
+        run on the loop thread); direct Store calls from another thread are not safe."""
+        return self._store
+
+    @property
+    def persister(self) -> Persister:
+        """The PartyKit persister keeping :attr:`store` in sync with the room."""
+        return self._persister
+
+    @property
+    def socket(self) -> Any:
+        """The :class:`~partywidget.partykit.socket.PartySocket` to the room."""
+        return self._socket
+
+    @property
+    def tables(self) -> _Tables:
+        """The tables as DataFrames: ``w.tables["pets"]``, ``w.tables["pets"] = df``."""
+        return _Tables(self)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """A copy of the Store's values."""
+        values: dict[str, Any] = self._runner.call(self._store.get_values)
+        return values
+
+    # -- readiness ------------------------------------------------------------------------------
+
+    async def _wait_ready_on_loop(self) -> PartyStoreWidget:
+        while not (self._loaded and self._opened):
+            if self._closed:
+                raise RuntimeError("widget is closed")
+            event = self._state_changed
+            assert event is not None
+            await event.wait()
+        return self
+
+    async def ready(self, timeout: float | None = None) -> PartyStoreWidget:
+        """Wait until the room is loaded and the socket is connected (``await w.ready()``)."""
+        if self._runner.in_loop_thread():
+            return await asyncio.wait_for(self._wait_ready_on_loop(), timeout)
+        future = asyncio.run_coroutine_threadsafe(self._wait_ready_on_loop(), self._runner.loop)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        finally:
+            future.cancel()
+
+    def wait_ready(self, timeout: float | None = 30.0) -> PartyStoreWidget:
+        """Blocking :meth:`ready` for code that is not on the widget's loop (scripts)."""
+        return self._runner.run(self._wait_ready_on_loop(), timeout)
+
+    # -- DataFrames -------------------------------------------------------------------------------
+
+    def df(self, table_id: str) -> pd.DataFrame:
+        """The table as a DataFrame (index ``row_id``); cached until the table changes."""
+        frame: pd.DataFrame = self._runner.call(self._frames.frame, table_id)
+        return frame
+
+    def set_table(self, table_id: str, table: pd.DataFrame | Mapping[str, Any]) -> PartyStoreWidget:
+        """Replace a table: a DataFrame is diffed into the minimal Changes (one transaction);
+        a ``{row_id: {cell_id: cell}}`` mapping goes to ``Store.set_table`` as is."""
+        self._check_writable()
+        if isinstance(table, pd.DataFrame):
+
+            def apply() -> None:
+                changes = _frames.table_changes_from_frame(self._store, table_id, table)
+                if changes[0]:
+                    self._store.apply_changes(changes)
+
+            self._runner.call(apply)
+        else:
+            self._runner.call(self._store.set_table, table_id, dict(table))
+        return self
+
+    def on_change(self, callback: Callable[[Changes], Any]) -> Callable[[], None]:
+        """Call ``callback(changes)`` after every transaction (local or remote), on the loop
+        thread. Returns a function that unsubscribes."""
+        self._change_callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._change_callbacks.remove(callback)
+
+        return unsubscribe
+
+    # -- Store pass-through (run on the loop thread) -----------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise PermissionError("this PartyStoreWidget is read-only")
+
+    def _write(self, name: str, *args: Any) -> PartyStoreWidget:
+        self._check_writable()
+        self._runner.call(getattr(self._store, name), *args)
+        return self
+
+    def set_tables(self, tables: Mapping[str, Any]) -> PartyStoreWidget:
+        return self._write("set_tables", tables)
+
+    def set_row(self, table_id: str, row_id: str, row: Mapping[str, Any]) -> PartyStoreWidget:
+        return self._write("set_row", table_id, row_id, row)
+
+    def set_partial_row(
+        self, table_id: str, row_id: str, row: Mapping[str, Any]
+    ) -> PartyStoreWidget:
+        return self._write("set_partial_row", table_id, row_id, row)
+
+    def add_row(self, table_id: str, row: Mapping[str, Any]) -> str | None:
+        """Add a row with a new id (TinyBase's ``addRow``); returns the id."""
+        self._check_writable()
+        row_id: str | None = self._runner.call(self._store.add_row, table_id, row)
+        return row_id
+
+    def set_cell(self, table_id: str, row_id: str, cell_id: str, cell: Any) -> PartyStoreWidget:
+        return self._write("set_cell", table_id, row_id, cell_id, cell)
+
+    def set_values(self, values: Mapping[str, Any]) -> PartyStoreWidget:
+        return self._write("set_values", values)
+
+    def set_partial_values(self, values: Mapping[str, Any]) -> PartyStoreWidget:
+        return self._write("set_partial_values", values)
+
+    def set_value(self, value_id: str, value: Any) -> PartyStoreWidget:
+        return self._write("set_value", value_id, value)
+
+    def set_content(self, content: Any) -> PartyStoreWidget:
+        return self._write("set_content", content)
+
+    def apply_changes(self, changes: Any) -> PartyStoreWidget:
+        return self._write("apply_changes", changes)
+
+    def del_tables(self) -> PartyStoreWidget:
+        return self._write("del_tables")
+
+    def del_table(self, table_id: str) -> PartyStoreWidget:
+        return self._write("del_table", table_id)
+
+    def del_row(self, table_id: str, row_id: str) -> PartyStoreWidget:
+        return self._write("del_row", table_id, row_id)
+
+    def del_cell(self, table_id: str, row_id: str, cell_id: str) -> PartyStoreWidget:
+        return self._write("del_cell", table_id, row_id, cell_id)
+
+    def del_values(self) -> PartyStoreWidget:
+        return self._write("del_values")
+
+    def del_value(self, value_id: str) -> PartyStoreWidget:
+        return self._write("del_value", value_id)
+
+    def transaction(self, actions: Callable[[], Any]) -> Any:
+        """Run ``actions()`` as one Store transaction on the loop thread (one message)."""
+        self._check_writable()
+        return self._runner.call(self._store.transaction, actions)
+
+    def get_table(self, table_id: str) -> dict[str, Any]:
+        table: dict[str, Any] = self._runner.call(self._store.get_table, table_id)
+        return table
+
+    def get_cell(self, table_id: str, row_id: str, cell_id: str) -> Any:
+        return self._runner.call(self._store.get_cell, table_id, row_id, cell_id)
+
+    def get_value(self, value_id: str) -> Any:
+        return self._runner.call(self._store.get_value, value_id)
+
+    # -- transactions -> revision, callbacks, views ---------------------------------------------------
+
+    def _on_transaction(self, store: Any, *_args: Any) -> None:
+        changes = store.get_transaction_changes()
+        if not changes[0] and not changes[1]:
+            return
+        self._runner.call_soon(self._after_transaction, changes)
+
+    def _after_transaction(self, changes: Changes) -> None:
+        if self._closed:
+            return
+        self.revision += 1
+        if self._views:
+            self._send_delta(changes)
+        for callback in list(self._change_callbacks):
+            try:
+                callback(changes)
+            except Exception:
+                log.exception("partywidget on_change callback failed")
+
+    def _send_delta(self, changes: Changes) -> None:
+        self._seq += 1
+        self.send({"kind": "changes", "seq": self._seq, "changes": encode_changes(changes)})
+
+    # -- front-end messages ----------------------------------------------------------------------
+
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict) or self._closed:
+            return
+        self._runner.call(self._handle_view_msg, content)
+
+    def _handle_view_msg(self, content: dict[str, Any]) -> None:
+        kind = content.get("kind")
+        view = str(content.get("view", ""))
+        if kind == "snapshot?":
+            self._views.add(view)
+            self._view_seq[view] = 0
+            self._send_snapshot(view)
+        elif kind == "changes":
+            self._views.add(view)
+            seq = content.get("seq")
+            expected = self._view_seq.get(view, 0) + 1
+            self._view_seq[view] = seq if isinstance(seq, int) else expected
+            try:
+                changes = decode_changes(str(content.get("changes", "")))
+            except CodecError as error:
+                log.warning("partywidget: bad changes from the view: %s", error)
+                self._send_snapshot(view)
+                return
+            if self.read_only:
+                self._send_snapshot(view)
+                return
+            try:
+                self._store.apply_changes(changes)
+            except (TypeError, ValueError) as error:
+                log.warning("partywidget: the view's changes were refused: %s", error)
+            self._send_corrections(changes)
+            if seq != expected:
+                self._send_snapshot(view)  # a message from the view was lost: resync it
+
+    def _send_corrections(self, requested: Changes) -> None:
+        """Tell the views the Store's actual cells where it refused what a view asked."""
+        store = self._store
+        tables: dict[str, Any] = {}
+        for table_id, table in requested[0].items():
+            if table is DELETED:
+                if store.has_table(table_id):
+                    tables[table_id] = store.get_table(table_id)
+                continue
+            for row_id, row in table.items():
+                if row is DELETED:
+                    if store.has_row(table_id, row_id):
+                        tables.setdefault(table_id, {})[row_id] = store.get_row(table_id, row_id)
+                    continue
+                for cell_id, cell in row.items():
+                    actual = (
+                        store.get_cell(table_id, row_id, cell_id)
+                        if store.has_cell(table_id, row_id, cell_id)
+                        else DELETED
+                    )
+                    same = actual is cell if DELETED in (actual, cell) else _same(actual, cell)
+                    if not same:
+                        tables.setdefault(table_id, {}).setdefault(row_id, {})[cell_id] = actual
+        values: dict[str, Any] = {}
+        for value_id, value in requested[1].items():
+            actual = store.get_value(value_id) if store.has_value(value_id) else DELETED
+            same = actual is value if DELETED in (actual, value) else _same(actual, value)
+            if not same:
+                values[value_id] = actual
+        if tables or values:
+            self._send_delta((tables, values, 1))
+
+    def _send_snapshot(self, view: str | None) -> None:
+        """Send the whole content to ``view`` in chunks of ~SNAPSHOT_CHUNK_CELLS cells."""
+        tables, values = self._store.get_content()
+        parts: list[dict[str, Any]] = []
+        part: dict[str, Any] = {}
+        cells = 0
+        for table_id, table in tables.items():
+            for row_id, row in table.items():
+                part.setdefault(table_id, {})[row_id] = row
+                cells += len(row)
+                if cells >= SNAPSHOT_CHUNK_CELLS:
+                    parts.append(part)
+                    part, cells = {}, 0
+        if part or not parts:
+            parts.append(part)
+        sid = uuid.uuid4().hex[:8]
+        for index, chunk in enumerate(parts):
+            content = encode_content((chunk, values if index == 0 else {}))
+            self.send(
+                {
+                    "kind": "snapshot",
+                    "to": view,
+                    "sid": sid,
+                    "seq": self._seq,
+                    "part": index,
+                    "parts": len(parts),
+                    "content": content,
+                }
+            )
+
+    # -- closing -------------------------------------------------------------------------------
+
+    async def _aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._persister.destroy()
+        with contextlib.suppress(Exception):
+            await self._socket.aclose()
+
+    def _close_on_loop(self) -> None:
+        self._store.del_listener(self._transaction_listener)
+        self._frames.close()
+        self._poke()
+
+    def close(self) -> None:
+        """Stop syncing (persister destroyed, socket closed) and close the widget's comm."""
+        if self._closed:
+            super().close()
+            return
+        self._closed = True
+        if self._runner.in_loop_thread():
+            self._close_on_loop()
+            task = self._runner.spawn(self._aclose())
+            if isinstance(task, asyncio.Task):
+                task.add_done_callback(lambda _t: self._runner.close())
+        else:
+            self._runner.call(self._close_on_loop)
+            with contextlib.suppress(Exception):
+                self._runner.run(self._aclose(), timeout=10)
+            self._runner.close()
+        self.status = "offline"
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"PartyStoreWidget(room={self.room!r}, host={self.host!r}, status={self.status!r})"
+
+
+def _same(a: Any, b: Any) -> bool:
+    return _frames._cells_equal(a, b)

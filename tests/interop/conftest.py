@@ -1,0 +1,86 @@
+"""Fixtures for interop tests: the reference server, Node TinyBase peers, a TCP proxy.
+
+- ``partykit_dev`` (session): one ``partykit dev`` serving ``deploy/partykit/`` (TinyBase's
+  own ``TinyBasePartyKitServer``), shared by all tests because it takes ~1 s to start.
+  Tests isolate themselves by room: use the ``room`` fixture.
+- ``fresh_partykit_dev`` (function): a private instance, for tests that stop/restart it.
+- ``room``: a unique room name per test (readable prefix from the test name).
+- ``node_peers`` (async, function): a started :class:`support.node.NodePeers`.
+- ``make_proxy`` (function): ``make_proxy(port, host="127.0.0.1") -> TcpProxy``
+  (started; stopped at teardown); ``partykit_proxy``: one in front of ``partykit_dev``.
+
+Tests that need Node mark themselves ``@pytest.mark.node``; everything here skips (not
+fails) when Node or the root ``node_modules`` are missing.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from support.node import NodePeers, node_available
+from support.partykit import PartykitDev, partykit_available
+from support.proxy import TcpProxy
+
+
+def _skip_unless_partykit() -> None:
+    reason = partykit_available()
+    if reason is not None:
+        pytest.skip(f"partykit dev unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def partykit_dev() -> Iterator[PartykitDev]:
+    """A ``partykit dev`` shared by the session (do not stop or restart it)."""
+    _skip_unless_partykit()
+    with PartykitDev() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_partykit_dev() -> Iterator[PartykitDev]:
+    """A private ``partykit dev`` that the test may stop, kill or restart."""
+    _skip_unless_partykit()
+    with PartykitDev() as server:
+        yield server
+
+
+@pytest.fixture
+def room(request: pytest.FixtureRequest) -> str:
+    """A room name no other test (or earlier run against persisted state) uses."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name).strip("-")[:40]
+    return f"{stem}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def node_peers() -> AsyncIterator[NodePeers]:
+    """A Node process hosting TinyBase clients; closed (all clients gone) afterwards."""
+    reason = node_available()
+    if reason is not None:
+        pytest.skip(f"Node peers unavailable: {reason}")
+    async with NodePeers() as peers:
+        yield peers
+
+
+@pytest.fixture
+def make_proxy() -> Iterator[Callable[..., TcpProxy]]:
+    """Factory for started :class:`TcpProxy` instances, all stopped at teardown."""
+    proxies: list[TcpProxy] = []
+
+    def make(port: int, host: str = "127.0.0.1") -> TcpProxy:
+        proxy = TcpProxy(host, port).start()
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()
+
+
+@pytest.fixture
+def partykit_proxy(partykit_dev: PartykitDev, make_proxy: Callable[..., TcpProxy]) -> TcpProxy:
+    """A proxy in front of the shared ``partykit_dev``: connect via ``.host``."""
+    return make_proxy(partykit_dev.port)

@@ -1,0 +1,372 @@
+"""WebSocket behaviour of the room server, against real uvicorn and real websockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from starlette.requests import HTTPConnection
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from partywidget.model import DELETED
+from partywidget.server import (
+    Connection,
+    Limits,
+    Lobby,
+    PartyServer,
+    ServerThread,
+    TinyBasePartyKitServer,
+    TinyBaseServerConfig,
+    create_app,
+    run_in_thread,
+)
+
+TIMEOUT = 20
+
+
+class Guarded(TinyBasePartyKitServer):
+    """Hooks with rules that a client can break, to see rejections and reconvergence."""
+
+    calls: list[tuple[Any, ...]] = []  # noqa: RUF012 - shared on purpose, for asserts
+
+    async def can_set_cell(
+        self,
+        table_id: str,
+        row_id: str,
+        cell_id: str,
+        cell: Any,
+        initial_save: bool,
+        who: Any,
+        old_cell: Any,
+    ) -> bool:
+        Guarded.calls.append((table_id, row_id, cell_id, cell, initial_save, old_cell))
+        return initial_save or table_id != "locked"
+
+    def can_del_row(self, table_id: str, row_id: str, connection: Connection) -> bool:
+        assert isinstance(connection, Connection)
+        return row_id != "keep"
+
+    async def can_set_value(self, value_id: str, value: Any, initial: bool, *rest: Any) -> bool:
+        return initial or value_id != "ro"
+
+    async def can_del_value(self, value_id: str, connection: Connection) -> bool:
+        return value_id != "ro"
+
+
+class Prefixed(TinyBasePartyKitServer):
+    config = TinyBaseServerConfig(message_prefix="tb:")
+
+
+class Auth(TinyBasePartyKitServer):
+    @staticmethod
+    async def on_before_connect(request: HTTPConnection, lobby: Lobby) -> Any:
+        return None if request.query_params.get("token") == "s3cret" else False
+
+
+class Echo(PartyServer):
+    """A non-TinyBase party: PartyKit's extension points on their own."""
+
+    async def on_connect(self, connection: Connection, request: HTTPConnection) -> None:
+        connection.send(f"hello {connection.id} in {self.party.id}")
+
+    async def on_message(self, message: str, connection: Connection) -> None:
+        self.party.broadcast(f"{connection.id}: {message}", [connection.id])
+
+    async def on_close(self, connection: Connection) -> None:
+        self.party.broadcast(f"bye {connection.id}")
+
+
+PARTIES = {"main": TinyBasePartyKitServer, "guarded": Guarded, "prefixed": Prefixed}
+PARTIES |= {"auth": Auth, "echo": Echo}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerThread]:
+    limits = Limits(max_message_size=4096, max_json_depth=20)
+    with run_in_thread(create_app(parties=PARTIES, limits=limits)) as thread:
+        yield thread
+
+
+class Room:
+    """Helpers for one room of the module's server."""
+
+    def __init__(self, server: ServerThread, party: str, name: str) -> None:
+        self.server, self.party, self.name = server, party, name
+        self.path = f"/parties/{party}/{quote(name, safe='')}"
+        self.store_url = f"{server.url}{self.path}/store"
+
+    def put(self, body: str) -> int:
+        return httpx.put(self.store_url, content=body.encode(), timeout=TIMEOUT).status_code
+
+    def get(self) -> str:
+        return httpx.get(self.store_url, timeout=TIMEOUT).text
+
+    def connect(self, pk: str, **query: str) -> Any:
+        params = "".join(f"&{k}={v}" for k, v in query.items())
+        return connect(
+            f"{self.server.ws_url}{self.path}?_pk={pk}{params}",
+            open_timeout=TIMEOUT,
+        )
+
+
+@pytest.fixture
+def room(server: ServerThread, request: pytest.FixtureRequest) -> Room:
+    return Room(server, "main", request.node.name)
+
+
+async def recv(ws: ClientConnection) -> str:
+    message = await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert isinstance(message, str)
+    return message
+
+
+@pytest.fixture
+async def pair(room: Room) -> AsyncIterator[tuple[ClientConnection, ClientConnection]]:
+    async with room.connect("a") as a, room.connect("b") as b:
+        yield a, b
+
+
+async def test_changes_are_stored_and_broadcast_to_others_only(
+    room: Room, pair: tuple[ClientConnection, ClientConnection]
+) -> None:
+    a, b = pair
+    assert room.put('[{"t":{"r":{"c":1,"d":2}},"u":{"x":{"y":1}}},{"v":1}]') == 201
+    async with room.connect("c") as c:
+        await a.send('s[{"t":{"r":{"c":10,"d":"\ufffc"}},"u":"\ufffc"},{"v":"\ufffc","w":"é"},1]')
+        expected = 's[{"t":{"r":{"c":10,"d":"\ufffc"}},"u":"\ufffc"},{"v":"\ufffc","w":"é"},1]'
+        assert await recv(b) == expected
+        assert await recv(c) == expected
+        await b.send('s[{"t":{"r2":{"z":true}}},{},1]')
+        assert await recv(a) == 's[{"t":{"r2":{"z":true}}},{},1]'
+        assert await recv(c) == 's[{"t":{"r2":{"z":true}}},{},1]'
+        # The sender got nothing back: its next message is the one c sends now.
+        await c.send('s[{},{"from":"c"},1]')
+        assert await recv(a) == 's[{},{"from":"c"},1]'
+    assert room.get() == '[{"t":{"r":{"c":10},"r2":{"z":true}}},{"from":"c","w":"é"}]'
+
+
+async def test_row_and_cell_deletions_cascade(
+    room: Room, pair: tuple[ClientConnection, ClientConnection]
+) -> None:
+    a, b = pair
+    room.put('[{"t":{"r":{"c":1},"s":{"c":2}},"u":{"r":{"c":3}}},{}]')
+    await a.send('s[{"t":{"r":"\ufffc"},"u":{"r":{"c":"\ufffc"}}},{},1]')
+    assert await recv(b) == 's[{"t":{"r":"\ufffc"},"u":{"r":{"c":"\ufffc"}}},{},1]'
+    assert room.get() == '[{"t":{"s":{"c":2}}},{}]'
+    await a.send('s[{"t":"\ufffc","gone":"\ufffc"},{"none":"\ufffc"},1]')
+    assert await recv(b) == 's[{"t":"\ufffc","gone":"\ufffc"},{"none":"\ufffc"},1]'
+    assert room.get() == "[{},{}]"
+
+
+async def test_messages_before_the_store_exists_are_dropped(
+    room: Room, pair: tuple[ClientConnection, ClientConnection], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = pair
+    with caplog.at_level(logging.INFO, logger="partywidget.server"):
+        await a.send('s[{},{"early":1},1]')
+        assert room.put("[{},{}]") == 201
+        await a.send('s[{},{"late":1},1]')
+        assert await recv(b) == 's[{},{"late":1},1]'
+    assert room.get() == '[{},{"late":1}]'
+    assert any("no store yet" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "x[{},{},1]",
+        "s",
+        "snot json",
+        "s[{},{}]",
+        "s[{},{},2]",
+        's[{},{},"x"]',
+        "s[{},{},[1,2]]",
+        "s[{},{},{}]",
+        "s[{},{},null]",
+        's[{},{},"\ufffc"]',
+        's[{"t":{"r":1}},{},1]',
+        's[{},{"v":{}},1,1]',
+        "s" + "[" * 30 + "]" * 30,
+        's[{"' + "i" * 1025 + '":"\ufffc"},{},1]',
+        "",
+    ],
+)
+async def test_invalid_messages_are_ignored(
+    room: Room, pair: tuple[ClientConnection, ClientConnection], bad: str
+) -> None:
+    a, b = pair
+    room.put("[{},{}]")
+    await a.send(bad)
+    await a.send('s[{},{"ok":1},1]')
+    assert await recv(b) == 's[{},{"ok":1},1]'  # nothing from the bad one came first
+    assert room.get() == '[{},{"ok":1}]'
+
+
+@pytest.mark.parametrize("third", ["1", "true", '"1"', '" 0x1 "', "[[1]]", "1.0"])
+async def test_changes_flag_uses_javascript_loose_equality(
+    room: Room, pair: tuple[ClientConnection, ClientConnection], third: str
+) -> None:
+    a, b = pair
+    room.put("[{},{}]")
+    await a.send(f's[{{}},{{"v":1}},{third}]')
+    assert await recv(b) == 's[{},{"v":1},1]'
+
+
+async def test_binary_frames_are_ignored(
+    room: Room, pair: tuple[ClientConnection, ClientConnection]
+) -> None:
+    a, b = pair
+    room.put("[{},{}]")
+    await a.send(b's[{},{"bin":1},1]')
+    await a.send('s[{},{"text":1},1]')
+    assert await recv(b) == 's[{},{"text":1},1]'
+
+
+async def test_message_prefix(server: ServerThread, request: pytest.FixtureRequest) -> None:
+    room = Room(server, "prefixed", request.node.name)
+    room.put("[{},{}]")
+    async with room.connect("a") as a, room.connect("b") as b:
+        await a.send('s[{},{"unprefixed":1},1]')
+        await a.send('tb:s[{},{"v":1},1]')
+        assert await recv(b) == 'tb:s[{},{"v":1},1]'
+    assert room.get() == '[{},{"v":1}]'
+
+
+async def test_rejected_items_reconverge_the_sender(
+    server: ServerThread, request: pytest.FixtureRequest
+) -> None:
+    room = Room(server, "guarded", request.node.name)
+    initial = '[{"locked":{"r":{"c":1}},"t2":{"keep":{"k":1},"drop":{"k":2}}},{"ro":"x","rw":0}]'
+    assert room.put(initial) == 201
+    async with room.connect("a") as a, room.connect("b") as b:
+        await a.send(
+            's[{"locked":{"r":{"c":9,"new":1}},"open":{"r":{"c":2}},'
+            '"t2":{"keep":"\ufffc","drop":"\ufffc"}},{"ro":"\ufffc","rw":5},1]'
+        )
+        assert await recv(b) == 's[{"open":{"r":{"c":2}},"t2":{"drop":"\ufffc"}},{"rw":5},1]'
+        assert await recv(a) == (
+            's[{"locked":{"r":{"c":1,"new":"\ufffc"}},"t2":{"keep":{"k":1}}},{"ro":"x"},1]'
+        )
+        # Fully rejected: nothing is broadcast, only the sender hears back.
+        await a.send('s[{},{"ro":"y"},1]')
+        assert await recv(a) == 's[{},{"ro":"x"},1]'
+        await a.send('s[{},{"rw":6},1]')
+        assert await recv(b) == 's[{},{"rw":6},1]'
+    assert room.get() == (
+        '[{"locked":{"r":{"c":1}},"open":{"r":{"c":2}},"t2":{"keep":{"k":1}}},{"ro":"x","rw":6}]'
+    )
+
+
+async def test_hooks_see_decoded_cells_and_old_cells(
+    server: ServerThread, request: pytest.FixtureRequest
+) -> None:
+    room = Room(server, "guarded", request.node.name)
+    Guarded.calls.clear()
+    assert room.put('[{"t":{"r":{"j":"\ufffd[1]"}}},{}]') == 201
+    async with room.connect("a") as a, room.connect("b") as b:
+        await a.send('s[{"t":{"r":{"j":"\ufffd{\\"a\\":1}","n":null}}},{},1]')
+        await recv(b)
+    assert Guarded.calls == [
+        ("t", "r", "j", [1], True, DELETED),
+        ("t", "r", "j", {"a": 1}, False, [1]),
+        ("t", "r", "n", None, False, DELETED),
+    ]
+
+
+async def test_same_id_replaces_the_first_socket(room: Room) -> None:
+    room.put("[{},{}]")
+    async with (
+        room.connect("same") as first,
+        room.connect("other") as other,
+        room.connect("same") as second,
+    ):
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(first.recv(), TIMEOUT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+        await other.send('s[{},{"v":1},1]')
+        assert await recv(second) == 's[{},{"v":1},1]'
+        await second.send('s[{},{"v":2},1]')
+        assert await recv(other) == 's[{},{"v":2},1]'
+
+
+async def test_oversize_message_closes_with_1009(
+    room: Room, caplog: pytest.LogCaptureFixture
+) -> None:
+    room.put("[{},{}]")
+    with caplog.at_level(logging.WARNING, logger="partywidget.server"):
+        async with room.connect("big") as big, room.connect("peer") as peer:
+            await big.send('s[{},{"v":"' + "é" * 2100 + '"},1]')  # 2100 chars, 4200 bytes
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(big.recv(), TIMEOUT)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+            async with room.connect("next") as nxt:
+                await nxt.send('s[{},{"small":1},1]')
+                assert await recv(peer) == 's[{},{"small":1},1]'
+    assert room.get() == '[{},{"small":1}]'
+    assert any("1009" in r.getMessage() for r in caplog.records)
+
+
+async def test_auth_refusal(server: ServerThread, request: pytest.FixtureRequest) -> None:
+    room = Room(server, "auth", request.node.name)
+    with pytest.raises(InvalidStatus) as refused:
+        async with room.connect("a"):
+            pass
+    assert refused.value.response.status_code == 403
+    async with room.connect("a", token="s3cret") as a:
+        await a.ping()
+
+
+async def test_unknown_party_and_bad_room_are_refused(server: ServerThread) -> None:
+    with pytest.raises(InvalidStatus) as unknown:
+        async with connect(f"{server.ws_url}/parties/nope/r?_pk=a", open_timeout=TIMEOUT):
+            pass
+    assert unknown.value.response.status_code == 404
+    with pytest.raises(InvalidStatus) as bad:
+        async with connect(f"{server.ws_url}/parties/main/a%01b?_pk=a", open_timeout=TIMEOUT):
+            pass
+    assert bad.value.response.status_code == 400
+
+
+async def test_party_extension_points(server: ServerThread, request: pytest.FixtureRequest) -> None:
+    room = Room(server, "echo", request.node.name)
+    async with room.connect("a") as a:
+        assert await recv(a) == f"hello a in {room.name}"
+        async with room.connect("b") as b:
+            assert await recv(b) == f"hello b in {room.name}"
+            await b.send("hi")
+            assert await recv(a) == "b: hi"
+        assert await recv(a) == "bye b"
+
+
+async def test_rooms_are_isolated(server: ServerThread, request: pytest.FixtureRequest) -> None:
+    one, two = (Room(server, "main", f"{request.node.name}-{i}") for i in (1, 2))
+    one.put("[{},{}]")
+    two.put("[{},{}]")
+    async with one.connect("a") as a1, one.connect("b") as b1, two.connect("b") as b2:
+        await a1.send('s[{},{"room":1},1]')
+        await b2.send('s[{},{"room":2},1]')
+        assert await recv(b1) == 's[{},{"room":1},1]'
+    assert one.get() == '[{},{"room":1}]'
+    assert two.get() == '[{},{"room":2}]'
+
+
+async def test_sqlite_durable_across_server_restart(tmp_path: Path) -> None:
+    db = tmp_path / "rooms.sqlite3"
+    with run_in_thread(storage=db) as first:
+        room = Room(first, "main", "durable")
+        assert room.put('[{"t":{"r":{"c":1}}},{}]') == 201
+        async with room.connect("a") as a, room.connect("b") as b:
+            await a.send('s[{"t":{"r":{"c":2,"d":"\ufffd{}"}}},{"v":true},1]')
+            await recv(b)
+        before = room.get()
+    with run_in_thread(storage=db) as second:
+        room = Room(second, "main", "durable")
+        assert room.get() == before == '[{"t":{"r":{"c":2,"d":"\ufffd{}"}}},{"v":true}]'
+        assert room.put("[{},{}]") == 205

@@ -1,0 +1,118 @@
+"""Helpers for the widget tests: a recording comm and condition polling.
+
+The recording comm replaces ``comm.create_comm`` (the hook the ``comm`` package provides for
+exactly this), so messages go through ipywidgets' real ``Widget.send`` / ``_handle_msg``
+path; we only stand in for the kernel's socket at the very end.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import comm
+from comm.base_comm import BaseComm
+
+from partywidget.codec import decode_changes, decode_content, encode_changes
+
+
+class RecordingComm(BaseComm):
+    """A comm that keeps every published message (as the kernel would send it)."""
+
+    instances: list[RecordingComm] = []  # noqa: RUF012
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.published: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+        RecordingComm.instances.append(self)
+
+    def publish_msg(
+        self,
+        msg_type: str,
+        data: Any = None,
+        metadata: Any = None,
+        buffers: Any = None,
+        **keys: Any,
+    ) -> None:
+        with self.lock:
+            self.published.append({"msg_type": msg_type, "data": data, "buffers": buffers or []})
+
+    # -- views of what was sent -------------------------------------------------------------
+    def custom(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                m["data"]["content"]
+                for m in self.published
+                if m["msg_type"] == "comm_msg" and m["data"].get("method") == "custom"
+            ]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.published.clear()
+
+    def bytes_since(self, start: int) -> int:
+        with self.lock:
+            return sum(
+                len(json.dumps(m["data"], separators=(",", ":"))) for m in self.published[start:]
+            )
+
+    # -- acting as the front-end --------------------------------------------------------------
+    def from_view(self, content: dict[str, Any]) -> None:
+        """Deliver a custom message as if the front-end had sent it."""
+        self.handle_msg(
+            {"content": {"data": {"method": "custom", "content": content}}, "buffers": []}
+        )
+
+
+def install(monkeypatch: Any) -> None:
+    monkeypatch.setattr(comm, "create_comm", RecordingComm)
+
+
+def comm_of(widget: Any) -> RecordingComm:
+    c = widget.comm
+    assert isinstance(c, RecordingComm)
+    return c
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll until ``condition()`` is truthy (a wait, never an assertion on time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def snapshot_content(
+    messages: list[dict[str, Any]], view: str
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Reassemble the last complete snapshot sent to ``view``: (tables, values, seq)."""
+    parts = [m for m in messages if m["kind"] == "snapshot" and m["to"] == view]
+    assert parts, "no snapshot sent"
+    sid = parts[-1]["sid"]
+    mine = [m for m in parts if m["sid"] == sid]
+    assert [m["part"] for m in mine] == list(range(mine[0]["parts"]))
+    tables: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+    for m in mine:
+        t, v = decode_content(m["content"])
+        for table_id, rows in t.items():
+            tables.setdefault(table_id, {}).update(rows)
+        if m["part"] == 0:
+            values = v
+    return tables, values, mine[0]["seq"]
+
+
+def deltas(messages: list[dict[str, Any]]) -> list[tuple[int, Any]]:
+    return [(m["seq"], decode_changes(m["changes"])) for m in messages if m["kind"] == "changes"]
+
+
+def view_changes(view: str, seq: int, changes: Any) -> dict[str, Any]:
+    return {"kind": "changes", "view": view, "seq": seq, "changes": encode_changes(changes)}
