@@ -29,6 +29,7 @@ type Model = {
 const ROW_HEIGHT = 26;
 const OVERSCAN = 8;
 const FLASH_MS = 1200;
+const MAX_FLASHES = 200;
 
 function h<K extends keyof HTMLElementTagNameMap>(
   tag: K,
@@ -233,7 +234,17 @@ class View {
   private applyRemote(seq: number, text: string): void {
     const changes = decodeChanges(text);
     const now = performance.now();
-    for (const [t, r, c] of touchedCells(changes)) this.flashes.set(`${t}\u0000${r}\u0000${c}`, now);
+    // Flash what really changes here: not the echo of our own edits (already applied),
+    // and not a bulk load (hundreds of yellow cells say nothing).
+    const touched = touchedCells(changes);
+    if (touched.length <= MAX_FLASHES) {
+      const tables = changes[0] as Record<string, Record<string, Record<string, unknown>>>;
+      for (const [t, r, c] of touched) {
+        const next = tables[t][r][c];
+        const now_ = this.store.getCell(t, r, c);
+        if (JSON.stringify(now_) !== JSON.stringify(next)) this.flashes.set(`${t}\u0000${r}\u0000${c}`, now);
+      }
+    }
     this.applyingRemote = true;
     try {
       this.store.applyChanges(changes);

@@ -19,16 +19,45 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["LoopRunner", "background_loop"]
+__all__ = ["LoopRunner", "attachable_loop", "background_loop", "in_kernel"]
 
 T = TypeVar("T")
 
 _background: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
 _background_lock = threading.Lock()
+
+
+def in_kernel() -> bool:
+    """True inside an IPython kernel (ipykernel), where the kernel's loop runs cells."""
+    ipython_mod = sys.modules.get("IPython")
+    if ipython_mod is None:
+        return False
+    get_ipython = getattr(ipython_mod, "get_ipython", None)
+    shell = get_ipython() if callable(get_ipython) else None
+    return getattr(shell, "kernel", None) is not None
+
+
+def attachable_loop() -> asyncio.AbstractEventLoop | None:
+    """The running loop of this thread if the widget may live on it, else None.
+
+    A loop counts only if we are inside one of its tasks (a coroutine, or a kernel cell:
+    ipykernel 7 runs cells inside its ``shell_main`` task) or inside a kernel. A loop
+    that merely *looks* running with no current task -- Playwright's sync API drives
+    one through greenlets -- only runs while its owner calls into it, so the widget would
+    stall there; it gets the daemon-thread loop instead.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    if asyncio.current_task(loop) is not None or in_kernel():
+        return loop
+    return None
 
 
 def background_loop() -> asyncio.AbstractEventLoop:
@@ -62,10 +91,7 @@ class LoopRunner:
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         if loop is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
+            loop = attachable_loop()
         self.attached = loop is not None
         self.loop: asyncio.AbstractEventLoop = loop if loop is not None else background_loop()
         self._thread_id: int | None = threading.get_ident() if self.attached else None

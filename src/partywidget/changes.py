@@ -19,7 +19,16 @@ from collections.abc import Callable, Iterable
 from json.encoder import encode_basestring
 from typing import Any, cast
 
-from .codec import CHANGES_TYPE, DELETED_MARKER, CodecError, encode_cell, encode_changes, js_dumps
+from .codec import (
+    CHANGES_TYPE,
+    DELETED_MARKER,
+    JSON_MARKER,
+    CodecError,
+    encode_cell,
+    encode_changes,
+    js_dumps,
+    js_number,
+)
 from .model import DELETED, Changes, Content
 
 __all__ = [
@@ -316,16 +325,29 @@ _DELETED_LEN = _utf8_len(js_dumps(DELETED_MARKER))
 
 
 def _cell_len(cell: Any) -> int:
-    if cell is DELETED:
+    """Exact UTF-8 length of a cell's wire text, cheaply for the common scalars."""
+    t = type(cell)
+    if t is str:
+        if cell[:1] != JSON_MARKER and cell != DELETED_MARKER:
+            return _utf8_len(_encode_str(cell))
+    elif t is bool:
+        return 4 if cell else 5
+    elif cell is None:
+        return 4
+    elif t is int or t is float:
+        return len(js_number(cell))
+    elif cell is DELETED:
         return _DELETED_LEN
-    return _utf8_len(js_dumps(encode_cell(cell)))
+    return _utf8_len(js_dumps(encode_cell(cell)))  # JSON cells; raises for illegal ones
 
 
 class _Packer:
     """Greedy packing of entries into parts whose exact encoded size is tracked.
 
-    Sizes are computed per entry (key text + value text + separators), so splitting is
-    linear in the size of the Changes; nothing is re-encoded.
+    Sizes are computed once per entry (``"id":`` + value text + separators), so splitting
+    is linear in the size of the Changes; nothing is re-encoded. A part's size is
+    ``overhead`` (prefix, type and ``[{},{},1]``) plus, per object, its entries and the
+    commas between them; opening a table or row costs its key and ``{}``.
     """
 
     def __init__(self, max_bytes: int, overhead: int) -> None:
@@ -339,102 +361,81 @@ class _Packer:
         self.values: dict[str, Any] = {}
         self.size = self.overhead
         self.parts.append((self.tables, self.values, 1))
-        self.cur_table: dict[str, Any] | None = None
         self.cur_tid: str | None = None
-        self.cur_row: dict[str, Any] | None = None
+        self.cur_table: dict[str, Any] = {}
         self.cur_rid: str | None = None
+        self.cur_row: dict[str, Any] = {}
 
-    def _cost_table_entry(self, tid: str, body: int) -> int:
-        return (1 if self.tables else 0) + _key_len(tid) + body
-
-    def add_table_level(self, tid: str, value_len: int, value: Any, where: str) -> None:
-        """A whole-table entry (a table deletion)."""
-        cost = self._cost_table_entry(tid, value_len)
-        if self.size + cost > self.max_bytes:
+    def _fit(self, cost: Any, what: str) -> None:
+        """Start a new part if the entry does not fit in this one; fail if it never can."""
+        if self.size + cost() > self.max_bytes:
             if self.tables or self.values:
                 self._new_part()
-                cost = self._cost_table_entry(tid, value_len)
-            if self.size + cost > self.max_bytes:
-                raise ChangesTooLargeError(f"{where} does not fit in {self.max_bytes} bytes")
-        self.tables[tid] = value
-        self.size += cost
-        self.cur_table = self.cur_tid = self.cur_row = self.cur_rid = None
+            if self.size + cost() > self.max_bytes:
+                raise ChangesTooLargeError(f"{what} does not fit in {self.max_bytes} bytes")
 
-    def _ensure_table(self, tid: str) -> int:
-        """Cost of opening table ``tid`` in the current part (0 if already open)."""
-        if self.cur_tid == tid and self.cur_table is not None:
+    def _table_cost(self, tid: str, tid_len: int) -> int:
+        """Bytes to open table ``tid`` here (0 if it is the open one)."""
+        if self.cur_tid == tid:
             return 0
-        return self._cost_table_entry(tid, 2)  # "tid":{}
+        return (1 if self.tables else 0) + tid_len + 2
 
-    def _open_table(self, tid: str) -> dict[str, Any]:
-        if self.cur_tid != tid or self.cur_table is None:
-            self.size += self._cost_table_entry(tid, 2)
+    def _open_table(self, tid: str, tid_len: int) -> dict[str, Any]:
+        if self.cur_tid != tid:
+            self.size += (1 if self.tables else 0) + tid_len + 2
             self.cur_table = self.tables[tid] = {}
             self.cur_tid = tid
-            self.cur_row = self.cur_rid = None
+            self.cur_rid = None
         return self.cur_table
 
-    def add_row_level(self, tid: str, rid: str, value_len: int, value: Any, where: str) -> None:
-        """A whole-row entry (a row deletion)."""
+    def add_table_deletion(self, tid: str, tid_len: int) -> None:
+        def cost() -> int:
+            return (1 if self.tables else 0) + tid_len + _DELETED_LEN
+
+        self._fit(cost, f"table {tid!r} deletion")
+        self.size += cost()
+        self.tables[tid] = DELETED
+        self.cur_tid = self.cur_rid = None
+
+    def add_row_deletion(self, tid: str, tid_len: int, rid: str, rid_len: int) -> None:
+        def cost() -> int:
+            open_cost = self._table_cost(tid, tid_len)
+            comma = 1 if open_cost == 0 and self.cur_table else 0
+            return open_cost + comma + rid_len + _DELETED_LEN
+
+        self._fit(cost, f"row {tid!r}/{rid!r} deletion")
+        table = self._open_table(tid, tid_len)
+        self.size += (1 if table else 0) + rid_len + _DELETED_LEN
+        table[rid] = DELETED
+        self.cur_rid = None
+
+    def add_cell(
+        self, tid: str, tid_len: int, rid: str, rid_len: int, cid: str, entry_len: int, cell: Any
+    ) -> None:
+        """Add one cell; ``entry_len`` is the length of its ``"cid":value``."""
 
         def cost() -> int:
-            t = self._ensure_table(tid)
-            has_rows = t == 0 and bool(self.cur_table)
-            return t + (1 if has_rows else 0) + _key_len(rid) + value_len
+            if self.cur_tid == tid and self.cur_rid == rid:
+                return (1 if self.cur_row else 0) + entry_len
+            open_cost = self._table_cost(tid, tid_len)
+            comma = 1 if open_cost == 0 and self.cur_table else 0
+            return open_cost + comma + rid_len + 2 + entry_len
 
-        c = cost()
-        if self.size + c > self.max_bytes:
-            if self.tables or self.values:
-                self._new_part()
-                c = cost()
-            if self.size + c > self.max_bytes:
-                raise ChangesTooLargeError(f"{where} does not fit in {self.max_bytes} bytes")
-        table = self._open_table(tid)
-        self.size += (1 if table else 0) + _key_len(rid) + value_len
-        table[rid] = value
-        self.cur_row = self.cur_rid = None
-
-    def add_cell(self, tid: str, rid: str, cid: str, value_len: int, value: Any) -> None:
-        def cost() -> int:
-            t = self._ensure_table(tid)
-            if t:
-                r = _key_len(rid) + 2
-            elif self.cur_rid == rid and self.cur_row is not None:
-                r = 0
-            else:
-                r = (1 if self.cur_table else 0) + _key_len(rid) + 2
-            has_cells = t == 0 and r == 0 and bool(self.cur_row)
-            return t + r + (1 if has_cells else 0) + _key_len(cid) + value_len
-
-        c = cost()
-        if self.size + c > self.max_bytes:
-            if self.tables or self.values:
-                self._new_part()
-                c = cost()
-            if self.size + c > self.max_bytes:
-                raise ChangesTooLargeError(
-                    f"cell {tid!r}/{rid!r}/{cid!r} does not fit in {self.max_bytes} bytes"
-                )
-        table = self._open_table(tid)
-        if self.cur_rid != rid or self.cur_row is None:
-            self.size += (1 if table else 0) + _key_len(rid) + 2
+        self._fit(cost, f"cell {tid!r}/{rid!r}/{cid!r}")
+        table = self._open_table(tid, tid_len)
+        if self.cur_rid != rid:
+            self.size += (1 if table else 0) + rid_len + 2
             self.cur_row = table[rid] = {}
             self.cur_rid = rid
-        self.size += (1 if self.cur_row else 0) + _key_len(cid) + value_len
-        self.cur_row[cid] = value
+        self.size += (1 if self.cur_row else 0) + entry_len
+        self.cur_row[cid] = cell
 
-    def add_value(self, vid: str, value_len: int, value: Any) -> None:
+    def add_value(self, vid: str, entry_len: int, value: Any) -> None:
         def cost() -> int:
-            return (1 if self.values else 0) + _key_len(vid) + value_len
+            return (1 if self.values else 0) + entry_len
 
-        c = cost()
-        if self.size + c > self.max_bytes:
-            if self.tables or self.values:
-                self._new_part()
-                c = cost()
-            if self.size + c > self.max_bytes:
-                raise ChangesTooLargeError(f"value {vid!r} does not fit in {self.max_bytes} bytes")
-        self.size += c
+        self._fit(cost, f"value {vid!r}")
+        self.size += cost()
         self.values[vid] = value
 
 
@@ -450,28 +451,24 @@ def split_changes(changes: Any, max_bytes: int, prefix: str = "") -> list[Change
     value that cannot fit even alone.
     """
     tables, values = _parts(changes, 3)
+    # Common case first: the C-backed encoder is faster than packing entry by entry.
+    if _utf8_len(prefix + CHANGES_TYPE + encode_changes(changes)) <= max_bytes:
+        return [(tables, values, 1)]
     overhead = _utf8_len(prefix) + len(CHANGES_TYPE) + len("[{},{},1]")
     packer = _Packer(max_bytes, overhead)
-    had_empty = False
     for tid, table in tables.items():
+        tid_len = _key_len(tid)
         if table is DELETED:
-            packer.add_table_level(tid, _DELETED_LEN, DELETED, f"table {tid!r} deletion")
+            packer.add_table_deletion(tid, tid_len)
             continue
-        had_empty = had_empty or not table
         for rid, row in table.items():
-            had_empty = had_empty or not row
+            rid_len = _key_len(rid)
             if row is DELETED:
-                packer.add_row_level(
-                    tid, rid, _DELETED_LEN, DELETED, f"row {tid!r}/{rid!r} deletion"
-                )
+                packer.add_row_deletion(tid, tid_len, rid, rid_len)
                 continue
             for cid, cell in row.items():
-                packer.add_cell(tid, rid, cid, _cell_len(cell), cell)
+                entry_len = _key_len(cid) + _cell_len(cell)
+                packer.add_cell(tid, tid_len, rid, rid_len, cid, entry_len, cell)
     for vid, value in values.items():
-        packer.add_value(vid, _cell_len(value), value)
-    parts = packer.parts
-    if len(parts) == 1 and (
-        not had_empty or _utf8_len(prefix + CHANGES_TYPE + encode_changes(changes)) <= max_bytes
-    ):
-        return [(tables, values, 1)]  # fits as it is
-    return [p for p in parts if p[0] or p[1]] or parts[:1]
+        packer.add_value(vid, _key_len(vid) + _cell_len(value), value)
+    return [p for p in packer.parts if p[0] or p[1]]

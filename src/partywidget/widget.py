@@ -224,6 +224,8 @@ class PartyStoreWidget(anywidget.AnyWidget):
         self._seq = 0  # kernel -> views stream
         self._view_seq: dict[str, int] = {}  # views -> kernel streams
         self._views: set[str] = set()
+        #: Message counters (tests, benchmarks, debugging): snapshots and deltas sent.
+        self.stats: dict[str, int] = {"snapshots": 0, "snapshot_parts": 0, "deltas": 0}
         self._change_callbacks: list[Callable[[Changes], Any]] = []
         self._closed = False
         self._opened = False
@@ -270,7 +272,7 @@ class PartyStoreWidget(anywidget.AnyWidget):
         if config is None:
             # TinyBase defaults the load URL to https; a local/private host (where the
             # socket uses ws://) is almost always plain http, like our embedded server.
-            config = "http" if self._socket.protocol == "ws" else "https"
+            config = "http" if self._socket.room_url.startswith("ws://") else "https"
         self._persister: Persister = create_partykit_persister(
             self._store, self._socket, config, self._on_ignored_error
         )
@@ -369,7 +371,16 @@ class PartyStoreWidget(anywidget.AnyWidget):
             future.cancel()
 
     def wait_ready(self, timeout: float | None = 30.0) -> PartyStoreWidget:
-        """Blocking :meth:`ready` for code that is not on the widget's loop (scripts)."""
+        """Blocking :meth:`ready` for code that is not on the widget's loop (scripts).
+
+        On the loop's own thread (a notebook cell) blocking would freeze the very loop that
+        connects, so that raises ``RuntimeError``: use ``await w.ready()`` there.
+        """
+        if self._runner.in_loop_thread():
+            raise RuntimeError(
+                "wait_ready() would block the event loop it waits for; "
+                "use `await widget.ready()` instead"
+            )
         return self._runner.run(self._wait_ready_on_loop(), timeout)
 
     # -- DataFrames -------------------------------------------------------------------------------
@@ -507,6 +518,7 @@ class PartyStoreWidget(anywidget.AnyWidget):
 
     def _send_delta(self, changes: Changes) -> None:
         self._seq += 1
+        self.stats["deltas"] += 1
         self.send({"kind": "changes", "seq": self._seq, "changes": encode_changes(changes)})
 
     # -- front-end messages ----------------------------------------------------------------------
@@ -593,6 +605,8 @@ class PartyStoreWidget(anywidget.AnyWidget):
         if part or not parts:
             parts.append(part)
         sid = uuid.uuid4().hex[:8]
+        self.stats["snapshots"] += 1
+        self.stats["snapshot_parts"] += len(parts)
         for index, chunk in enumerate(parts):
             content = encode_content((chunk, values if index == 0 else {}))
             self.send(

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from partywidget.model import DELETED
 from partywidget.store import create_store
@@ -35,6 +36,8 @@ from support.store_ops import (
 
 pytestmark = [
     pytest.mark.node,
+    # Hypothesis renders the (large, lambda-built) op strategy once for its reports.
+    pytest.mark.filterwarnings("ignore:Generating overly large repr"),
     pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js"),
 ]
 
@@ -50,36 +53,60 @@ def node() -> Iterator[NodeReplayer]:
         replayer.close()
 
 
-def _first_difference(a: Any, b: Any, path: str = "") -> str:
-    """Where two canonical renderings first differ, for a readable failure."""
-    if type(a) is not type(b):
-        return f"{path}: {json.dumps(a, ensure_ascii=False)} != {json.dumps(b, ensure_ascii=False)}"
-    if isinstance(a, list):
-        for i, (x, y) in enumerate(zip(a, b, strict=False)):
-            if x != y:
-                return _first_difference(x, y, f"{path}[{i}]")
-        if len(a) != len(b):
-            extra = a[len(b) :] or b[len(a) :]
-            return f"{path}: lengths {len(a)} != {len(b)}; extra: {json.dumps(extra, ensure_ascii=False)[:400]}"
-    if isinstance(a, dict):
-        for key in a:
-            if a[key] != b.get(key):
-                return _first_difference(a[key], b.get(key), f"{path}.{key}")
-    return f"{path}: {json.dumps(a, ensure_ascii=False)[:400]} != {json.dumps(b, ensure_ascii=False)[:400]}"
+def _show(x: Any) -> str:
+    """Readable JSON-ish text of a value from either side (undefined, -0 spelled out)."""
+
+    def plain(v: Any) -> Any:
+        if v is DELETED:
+            return "<undefined>"
+        if isinstance(v, float) and v == 0 and str(v).startswith("-"):
+            return "<-0>"
+        if isinstance(v, list | tuple):
+            return [plain(i) for i in v]
+        if isinstance(v, dict):
+            return {k: plain(i) for k, i in v.items()}
+        return v
+
+    return json.dumps(plain(x), ensure_ascii=False)[:600]
 
 
-def assert_same_behaviour(node: NodeReplayer, program: list[dict[str, Any]]) -> None:
-    """Replay on both sides; fail at the first step whose observable behaviour differs."""
-    expected = normalize_node_steps(program, node.run(program))
-    actual = replay_python(program, create_store)
+def _step_difference(js: dict[str, Any], py: dict[str, Any]) -> str | None:
+    """Which observable part of one step differs, with both sides shown."""
+    cjs, cpy = canon_step(js), canon_step(py)
+    for field in ("result", "content", "json", "schemaJson"):
+        if cjs[field] != cpy[field]:
+            return f"{field}:\n    TinyBase: {_show(js[field])}\n    Python:   {_show(py[field])}"
+    for index, (a, b) in enumerate(zip(cjs["log"], cpy["log"], strict=False)):
+        if a != b:
+            return (
+                f"listener call #{index}:\n    TinyBase: {_show(js['log'][index])}"
+                f"\n    Python:   {_show(py['log'][index])}"
+            )
+    if len(cjs["log"]) != len(cpy["log"]):
+        n = min(len(js["log"]), len(py["log"]))
+        return (
+            f"listener calls: {len(js['log'])} != {len(py['log'])}\n"
+            f"    TinyBase extra: {_show(js['log'][n:])}\n    Python extra:   {_show(py['log'][n:])}"
+        )
+    return None
+
+
+def assert_same_behaviour(
+    node: NodeReplayer, program: list[dict[str, Any]], *, transaction_log: bool = False
+) -> None:
+    """Replay on both sides; fail at the first step whose observable behaviour differs.
+
+    With ``transaction_log``, finish listeners also record ``getTransactionLog()``.
+    """
+    expected = normalize_node_steps(program, node.run(program, transaction_log=transaction_log))
+    actual = replay_python(program, create_store, transaction_log=transaction_log)
     assert len(expected) == len(actual)
     for index, (js_step, py_step) in enumerate(zip(expected, actual, strict=True)):
-        js, py = canon_step(js_step), canon_step(py_step)
-        if js != py:
-            where = _first_difference(js, py)
+        difference = _step_difference(js_step, py_step)
+        if difference is not None:
             raise AssertionError(
-                f"step {index} ({program[index]['op']}) differs (TinyBase first, Python second)"
-                f"\n  at {where}\n  program: {describe(program)}"
+                f"step {index} ({program[index]['op']}) differs in {difference}"
+                f"\n  program: {describe(program)}"
             )
 
 
@@ -217,9 +244,10 @@ FIXED_PROGRAMS: dict[str, list[dict[str, Any]]] = {
 }
 
 
+@pytest.mark.parametrize("transaction_log", [False, True])
 @pytest.mark.parametrize("name", list(FIXED_PROGRAMS))
-def test_fixed_program(node: NodeReplayer, name: str) -> None:
-    assert_same_behaviour(node, FIXED_PROGRAMS[name])
+def test_fixed_program(node: NodeReplayer, name: str, transaction_log: bool) -> None:
+    assert_same_behaviour(node, FIXED_PROGRAMS[name], transaction_log=transaction_log)
 
 
 def test_harness_sees_tinybase_semantics(node: NodeReplayer) -> None:
@@ -246,6 +274,8 @@ def test_harness_sees_tinybase_semantics(node: NodeReplayer) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(program=programs)
-def test_random_programs(node: NodeReplayer, program: list[dict[str, Any]]) -> None:
-    assert_same_behaviour(node, program)
+@given(program=programs, transaction_log=st.booleans())
+def test_random_programs(
+    node: NodeReplayer, program: list[dict[str, Any]], transaction_log: bool
+) -> None:
+    assert_same_behaviour(node, program, transaction_log=transaction_log)

@@ -91,8 +91,10 @@ const SORTED_ROW_IDS_SPECS = [
 ];
 
 const registerListeners = (store, log, withTransactionLog) => {
+  // Encoded at call time: TinyBase hands listeners live arrays (invalid cells) that it
+  // may append to later in the same transaction.
   const record = (kind, resolve) => (_store, ...args) => {
-    log.push([kind, ...resolve(args)]);
+    log.push(encode([kind, ...resolve(args)], store));
   };
   const callAll = (args) => args.map((a) => (typeof a === 'function' ? a() : a));
   const asIs = (args) => args.map((a) => (typeof a === 'function' ? FUNCTION : a));
@@ -131,11 +133,11 @@ const registerListeners = (store, log, withTransactionLog) => {
       store.addSortedRowIdsListener(t, c, d, o, l, record('sortedRowIds' + s, asIs), mutator);
     }
   }
-  store.addStartTransactionListener(() => log.push(['startTransaction']));
+  store.addStartTransactionListener(() => log.push(encode(['startTransaction'])));
   const finishEntry = (kind) => () => {
     const entry = [kind, store.getTransactionChanges()];
     if (withTransactionLog) entry.push(store.getTransactionLog());
-    log.push(entry);
+    log.push(encode(entry, store));
   };
   store.addWillFinishTransactionListener(finishEntry('willFinishTransaction'));
   store.addDidFinishTransactionListener(finishEntry('didFinishTransaction'));
@@ -293,7 +295,7 @@ const replay = (program, withTransactionLog) => {
       content: encode(store.getContent()),
       json: store.getJson(),
       schemaJson: store.getSchemaJson(),
-      log: encode(entries, store),
+      log: entries,
     });
   }
   return steps;

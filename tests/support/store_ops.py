@@ -387,13 +387,11 @@ def _transaction(children: st.SearchStrategy[list[dict[str, Any]]]) -> st.Search
     )
 
 
-ops = st.recursive(
-    simple_ops,
-    lambda inner: _transaction(st.lists(inner, max_size=4)),
-    max_leaves=8,
-)
+_tx1 = _transaction(st.lists(simple_ops, max_size=4))
+_tx2 = _transaction(st.lists(st.one_of(simple_ops, simple_ops, _tx1), max_size=4))
+ops = st.one_of(*[simple_ops] * 6, _tx1, _tx2)
 
-programs = st.lists(ops, min_size=1, max_size=8)
+programs = st.lists(ops, min_size=1, max_size=15)
 
 
 # ---------------------------------------------------------------------------------------
@@ -517,7 +515,8 @@ def _resolve(kind: str, args: tuple[Any, ...]) -> list[Any]:
 def _register_listeners(store: Any, log: list[Any], transaction_log: bool) -> None:
     def record(kind: str) -> Callable[..., None]:
         def listener(_store: Any, *args: Any) -> None:
-            log.append([kind, *_resolve(kind, args)])
+            # Copied at call time, as store_replay.mjs encodes at call time.
+            log.append(copy.deepcopy([kind, *_resolve(kind, args)]))
 
         return listener
 
@@ -554,7 +553,7 @@ def _register_listeners(store: Any, log: list[Any], transaction_log: bool) -> No
             entry = [kind, store.get_transaction_changes()]
             if transaction_log:
                 entry.append(store.get_transaction_log())
-            log.append(entry)
+            log.append(copy.deepcopy(entry))
 
         return listener
 
@@ -751,7 +750,10 @@ def canon(x: Any) -> Any:
     if isinstance(x, list | tuple):
         return ["array", [canon(v) for v in x]]
     if isinstance(x, dict):
-        return ["object", [[k, canon(x[k])] for k in js_key_order(list(x))]]
+        # A None key (the Python Store's undefined Id) is what JavaScript prints as
+        # "undefined" when such a Map key becomes an object key.
+        keyed = {("undefined" if k is None else k): v for k, v in x.items()}
+        return ["object", [[k, canon(keyed[k])] for k in js_key_order(list(keyed))]]
     return ["python", repr(x)]
 
 
@@ -783,12 +785,32 @@ def _normalize_result(op: dict[str, Any], result: Any) -> Any:
     if result is DELETED and op["op"] in _UNDEFINED_IS_FALSE_RESULT:
         return False
     if op["op"] == "transaction" and isinstance(result, dict) and "inner" in result:
-        inner = [_normalize_result(child, r) for child, r in zip(op["ops"], result["inner"])]
+        inner = [
+            _normalize_result(child, r) for child, r in zip(op["ops"], result["inner"], strict=True)
+        ]
         return {**result, "inner": inner}
     return result
 
 
+def _decoded_pairs(pairs: Any) -> Any:
+    """Decode "\ufffd"-prefixed JSON cells in a transaction log's [old, new] pairs."""
+    if isinstance(pairs, dict):
+        return {k: _decoded_pairs(v) for k, v in pairs.items()}
+    if isinstance(pairs, list):
+        return [
+            json.loads(x[1:]) if isinstance(x, str) and x.startswith("\ufffd") else x
+            for x in pairs
+        ]
+    return pairs
+
+
 def _normalize_entry(entry: list[Any]) -> list[Any]:
+    if entry[0] in ("willFinishTransaction", "didFinishTransaction") and len(entry) == 3:
+        # Our get_transaction_log decodes JSON cells; TinyBase's shows them encoded.
+        log = list(entry[2])
+        log[2] = _decoded_pairs(log[2])
+        log[4] = _decoded_pairs(log[4])
+        return [entry[0], entry[1], log]
     positions = _UNDEFINED_IS_NONE_IN_LOG.get(entry[0].rstrip("*"), ())
     if not positions:
         return entry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -18,6 +19,7 @@ from partywidget.changes import apply_changes_to_content, cells_equal, diff_cont
 from partywidget.codec import (
     DELETED_MARKER,
     MAX_DEPTH,
+    MAX_MESSAGE_CHARS,
     CodecError,
     decode_cell,
     decode_changes,
@@ -405,6 +407,43 @@ def test_loads_limits() -> None:
     assert js_loads(json.dumps("[" * 500)) == "[" * 500
 
 
+def test_text_over_the_message_limit_is_refused_before_parsing() -> None:
+    text = "[{},{},1" + " " * MAX_MESSAGE_CHARS + "]"
+    with pytest.raises(CodecError, match="exceeds"):
+        decode_changes(text)
+
+
+VALID_MESSAGE_PAYLOADS = [m[1:] for case in VECTORS["cases"] for m in case["messages"]]
+
+
+@given(
+    st.sampled_from(VALID_MESSAGE_PAYLOADS),
+    st.integers(min_value=0, max_value=200),
+    st.text(max_size=3),
+    st.integers(min_value=0, max_value=3),
+)
+@settings(max_examples=500)
+def test_mangled_payloads_decode_or_raise_codec_error(
+    payload: str, at: int, insert: str, drop: int
+) -> None:
+    """Truncated, spliced or corrupted messages never raise anything but CodecError."""
+    at = min(at, len(payload))
+    mangled = payload[:at] + insert + payload[at + drop :]
+    try:
+        decoded = decode_payload(mangled)
+    except CodecError:
+        return
+    assert len(decoded) in (2, 3)
+
+
+@given(st.text(max_size=40))
+@settings(max_examples=300)
+def test_arbitrary_text_decodes_or_raises_codec_error(text: str) -> None:
+    for fn in (js_loads, decode_payload, decode_content):
+        with contextlib.suppress(CodecError):
+            fn(text)
+
+
 def test_loads_javascript_semantics() -> None:
     assert js_loads('{"a":1,"a":2}') == {"a": 2}
     assert js_loads("12345678901234567890") == 12345678901234567890.0
@@ -551,9 +590,12 @@ def _mark(changes: Any) -> Any:
 CONTENT = st.tuples(
     st.dictionaries(
         KEYS,
-        st.dictionaries(KEYS, st.dictionaries(KEYS, CELLS, min_size=1), min_size=1),
+        st.dictionaries(
+            KEYS, st.dictionaries(KEYS, CELLS, min_size=1, max_size=3), min_size=1, max_size=3
+        ),
+        max_size=3,
     ),
-    st.dictionaries(KEYS, CELLS, max_size=4),
+    st.dictionaries(KEYS, CELLS, max_size=3),
 )
 
 
@@ -619,7 +661,17 @@ def test_number_text_equals_v8(node_stringify: Any, numbers: list[float]) -> Non
 
 
 @pytest.mark.node
-@given(st.text(alphabet=st.characters(exclude_categories=()), max_size=30))
+@given(
+    st.text(
+        alphabet=st.one_of(
+            st.characters(),
+            st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+            st.characters(max_codepoint=0x1F),
+            st.sampled_from('"\\/\u2028\u2029\x7f\ufffc\ufffd'),
+        ),
+        max_size=30,
+    )
+)
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_string_escapes_equal_v8(node_stringify: Any, text: str) -> None:
     """Including lone surrogates, control characters and U+2028/2029."""

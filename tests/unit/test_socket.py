@@ -40,7 +40,11 @@ from partywidget.partykit.socket import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = {"min_reconnection_delay": 0.01, "max_reconnection_delay": 0.05, "connection_timeout": 2.0}
+FAST: dict[str, Any] = {
+    "min_reconnection_delay": 0.01,
+    "max_reconnection_delay": 0.05,
+    "connection_timeout": 2.0,
+}
 
 Handler = Callable[["Server", ServerConnection], Awaitable[None]]
 
@@ -107,7 +111,7 @@ class Events:
     def __init__(self, socket: PartySocket) -> None:
         self.all: list[Any] = []
         for type_ in ("open", "message", "close", "error"):
-            socket.add_event_listener(type_, self.all.append)  # type: ignore[arg-type]
+            socket.add_event_listener(type_, self.all.append)
 
     def of(self, cls: type[Any]) -> list[Any]:
         return [e for e in self.all if isinstance(e, cls)]
@@ -168,6 +172,7 @@ URL_CASES: list[dict[str, Any]] = [
     {"host": "127.0.0.1:1", "room": "r", "query": {"b": "1", "10": "x", "2": "y", "01": "z"}},
     {"host": "127.0.0.1:1", "room": "r", "query": {"e": 1e21, "s": 1e-7, "big": 123e18}},
     {"host": "127.0.0.1:1", "room": "r", "query": {"_pk": "dup", "x": "\U0001f600"}},
+    {"host": "127.0.0.1:1", "room": "r", "query": {"a": -2.5e-8, "b": 0.000001, "c": 1 / 3}},
 ]
 
 EXPECTED_URLS = [
@@ -195,6 +200,7 @@ EXPECTED_URLS = [
     "ws://127.0.0.1:1/parties/main/r?_pk=ID&2=y&10=x&b=1&01=z",
     "ws://127.0.0.1:1/parties/main/r?_pk=ID&e=1e%2B21&s=1e-7&big=123000000000000000000",
     "ws://127.0.0.1:1/parties/main/r?_pk=ID&_pk=dup&x=%F0%9F%98%80",
+    "ws://127.0.0.1:1/parties/main/r?_pk=ID&a=-2.5e-8&b=0.000001&c=0.3333333333333333",
 ]
 
 
@@ -273,6 +279,7 @@ def test_attributes_and_defaults() -> None:
         8.5683,
         10.0,
     ]
+    assert sock.reconnection_delay(10**6) == 10.0  # no float overflow after hours down
     with pytest.raises(ValueError):
         PartySocket("h", "r", path="/x")
     with pytest.raises(ValueError):
@@ -300,6 +307,31 @@ def test_constructed_without_loop_connects_when_started() -> None:
         asyncio.run(main())
         assert server.paths == ["/parties/main/r?_pk=lazy"]
         assert sock.ready_state == CLOSED
+
+
+def test_loop_on_a_daemon_thread_and_sends_from_the_main_thread() -> None:
+    """The widget's layout: the socket lives on a loop in a daemon thread while the
+    kernel's main thread calls ``send()``; order is kept, nothing blocks."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        with ThreadedServer() as server:
+            sock = PartySocket(server.host, "r", **FAST)  # no loop in this thread
+            asyncio.run_coroutine_threadsafe(sock.wait_open(timeout=10), loop).result(15)
+            assert sock.ready_state == OPEN
+            assert [sock.send(f"m{i}") for i in range(300)] == [True] * 300
+            deadline = time.monotonic() + 10
+            while len(server.received) < 300 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert server.received == [f"m{i}" for i in range(300)]
+            sock.close()  # from the main thread too
+            asyncio.run_coroutine_threadsafe(sock.aclose(), loop).result(15)
+            assert sock.ready_state == CLOSED
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 # --------------------------------------------------------------------------- connecting
@@ -347,6 +379,37 @@ async def test_async_iteration_yields_messages_until_closed() -> None:
         assert [m async for m in sock] == []
         with pytest.raises(ConnectionError):
             await sock.wait_open(timeout=5)
+
+
+async def test_iterator_buffers_from_creation_and_headers_are_sent() -> None:
+    """Messages arriving between ``aiter()`` and the first ``await`` are not lost;
+    several iterators each get every message; ``headers`` reach the server."""
+    seen_auth: list[str | None] = []
+
+    async def talk(server: Server, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        seen_auth.append(ws.request.headers.get("Authorization"))
+        async for message in ws:
+            assert isinstance(message, str)
+            await ws.send(f"echo {message}")
+
+    async with Server(talk) as server:
+        sock = PartySocket(server.host, "r", headers={"Authorization": "Bearer x"}, **FAST)
+        await sock.wait_open(timeout=10)
+        first, second = aiter(sock), aiter(sock)
+        got: list[str | bytes] = []
+        sock.add_event_listener("message", lambda e: got.append(e.data))
+        sock.send("a")
+        sock.send("b")
+        await until(lambda: len(got) == 2)
+        assert [await anext(first), await anext(first)] == ["echo a", "echo b"]
+        assert [await anext(second), await anext(second)] == ["echo a", "echo b"]
+        assert seen_auth == ["Bearer x"]
+        with pytest.raises(TypeError):
+            sock.send(123)  # type: ignore[arg-type]
+        await sock.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await anext(first)
 
 
 async def test_pk_kept_and_query_reevaluated_before_each_connect() -> None:
@@ -520,7 +583,8 @@ async def test_backoff_sequence_and_max_retries() -> None:
         assert all("403" in str(e.error) for e in events.of(ErrorEvent))
         assert all(e.code == 1006 and not e.was_clean for e in events.of(CloseEvent))
         assert sock.ready_state == CLOSED
-        assert not sock.should_reconnect or sock.retry_count == 5
+        assert sock.retry_count == 5
+        assert sock.should_reconnect  # as in partysocket: only close() clears it
         with pytest.raises(ConnectionError):
             await sock.wait_open(timeout=5)
         # reconnect() starts over with a fresh retry count.
@@ -635,7 +699,9 @@ async def test_close_stops_for_good_and_reconnect_revives() -> None:
         assert not sock.should_reconnect
         await sock.aclose()  # waits for the closing handshake and every internal task
         assert server.close_codes == [4004]
-        await asyncio.sleep(0.2)  # 20x the reconnection delay: still no new connection
+        # Proving an absence needs some waiting: 20x the reconnection delay, no new
+        # connection (a reconnect, if any, would have happened by then).
+        await asyncio.sleep(0.2)
         assert len(server.connections) == 1
         assert sock.send("while closed") is False
         sock.reconnect()

@@ -93,6 +93,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024 - 4096
 DEFAULT_HTTP_TIMEOUT: Final = 10.0
 STORE_PATH: Final = "/store"
+_CAMEL_CASE_KEYS: Final = {
+    "storeProtocol": "store_protocol",
+    "storePath": "store_path",
+    "messagePrefix": "message_prefix",
+}
 
 
 class ForeignMessageError(ValueError):
@@ -152,6 +157,10 @@ class PartyKitPersister(Persister):
         options: dict[str, Any] = (
             {"store_protocol": config} if isinstance(config, str) else dict(config or {})
         )
+        for camel, snake in _CAMEL_CASE_KEYS.items():
+            # TinyBase's own spelling is accepted too, so configs can be shared with JS.
+            if camel in options:
+                options.setdefault(snake, options.pop(camel))
         known = {
             "store_protocol",
             "store_path",

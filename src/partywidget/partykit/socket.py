@@ -12,9 +12,11 @@ Semantics follow ``node_modules/partysocket/dist/{index,ws}.js``:
   hosts by partysocket's host rule, ``wss`` otherwise, unless ``protocol`` is given.
 - ``id`` (``_pk``) is chosen once (a UUID unless given) and kept across reconnects.
 - ``query`` is a mapping or a sync/async callable returning one; it is evaluated before
-  every connection attempt, so a callable can hand out fresh auth tokens. (partysocket
-  freezes a plain object at construction; we re-read the mapping, so mutating it also
-  works.)
+  every connection attempt, so a callable can hand out fresh auth tokens. A sync
+  callable runs on the event loop, so it must be quick; fetch tokens over the network
+  in an async one. (partysocket freezes a plain object at construction; we re-read the
+  mapping, so mutating it also works.) Values are str, int, float or bool (written as
+  JavaScript's ``String()`` would); None omits the key.
 - Backoff: attempt *n* (``retry_count`` = n, the first connection being 0) waits
   ``min(min_reconnection_delay * grow_factor ** (n - 1), max_reconnection_delay)``,
   0 for n = 0. A connection that stays open ``min_uptime`` seconds resets the count, so
@@ -62,6 +64,7 @@ import inspect
 import logging
 import math
 import uuid
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -432,7 +435,6 @@ class PartySocket:
         self.room_url: str = _room_base_url(
             self.host, room, self.name, path, prefix, base_path, protocol
         )
-        self.protocol: str = self.room_url.split("://", 1)[0]
         #: The URL of the last connection attempt ("" before the first).
         self.url: str = ""
         self.party_socket_options: dict[str, Any] = {
@@ -500,7 +502,8 @@ class PartySocket:
         self._ws: ClientConnection | None = None
         self._uptime_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._iter_queues: set[asyncio.Queue[Data | _End]] = set()
+        self._iterators: weakref.WeakSet[_MessageIterator] = weakref.WeakSet()
+        self._closing: set[asyncio.Task[Any]] = set()
         self._open_waiters: list[asyncio.Future[None]] = []
 
         try:
@@ -546,7 +549,10 @@ class PartySocket:
         """The backoff before attempt number ``retry_count`` (partysocket's formula)."""
         if retry_count <= 0:
             return 0.0
-        delay = self._min_delay * self._grow ** (retry_count - 1)
+        try:
+            delay = self._min_delay * self._grow ** (retry_count - 1)
+        except OverflowError:  # hours of failures: JavaScript would say Infinity
+            return self._max_delay
         return min(delay, self._max_delay)
 
     async def resolve_url(self) -> str:
@@ -630,22 +636,15 @@ class PartySocket:
                 self._open_waiters.remove(waiter)
 
     def __aiter__(self) -> AsyncIterator[Data]:
-        return self._iterate()
+        """Iterate over incoming messages until the socket is closed for good.
 
-    async def _iterate(self) -> AsyncIterator[Data]:
-        await self.start()
-        if self._done:
-            return
-        queue: asyncio.Queue[Data | _End] = asyncio.Queue()
-        self._iter_queues.add(queue)
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, _End):
-                    return
-                yield item
-        finally:
-            self._iter_queues.discard(queue)
+        Each iterator gets every message that arrives after ``__aiter__`` (so none is
+        missed between creating it and the first ``await``); the socket only holds it
+        weakly, so an abandoned iterator stops buffering when it is garbage collected.
+        """
+        iterator = _MessageIterator(self)
+        self._iterators.add(iterator)
+        return iterator
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close for good: no more reconnects. Messages sent afterwards are queued and
@@ -654,13 +653,23 @@ class PartySocket:
         if not self._call_on_loop(self._do_close, code, reason):
             self._do_close(code, reason)
 
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        """``close()``, then wait for the closing handshake and internal tasks."""
-        self.close(code, reason)
+    async def aclose(self, code: int = 1000, reason: str = "", timeout: float | None = 1.0) -> None:
+        """``close()``, then wait for the internal tasks to end and, up to ``timeout``
+        seconds, for the server to complete the closing handshake.
+
+        Why bounded: PartyKit's dev server (workerd) never answers a client's close
+        frame; the connection is then dropped in the background after
+        ``close_timeout``, and ``async with`` should not wait for that.
+        """
         current = asyncio.current_task()
-        pending = [t for t in self._tasks if t is not current]
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        # Our own tasks only: async listeners' tasks may run as long as they like.
+        internal = [t for t in (self._runner, self._writer) if t is not None and t is not current]
+        self.close(code, reason)
+        if internal:
+            await asyncio.gather(*internal, return_exceptions=True)
+        closing = [t for t in self._closing if t is not current]
+        if closing:
+            await asyncio.wait(closing, timeout=timeout)
 
     def reconnect(self, code: int | None = None, reason: str | None = None) -> None:
         """Close the current connection (if any, dispatching ``close``) and connect again
@@ -779,8 +788,17 @@ class PartySocket:
         self._cancel_uptime()
         ws, self._ws = self._ws, None
         if ws is not None:
-            self._spawn(ws.close(code, reason))
+            self._closing.add(self._spawn(self._close_ws(ws, code, reason)))
         return had_connection
+
+    async def _close_ws(self, ws: ClientConnection, code: int, reason: str) -> None:
+        try:
+            await ws.close(code, reason)
+        except asyncio.CancelledError:
+            ws.transport.abort()  # loop shutting down: do not leave the socket open
+            raise
+        finally:
+            self._closing.discard(asyncio.current_task())
 
     def _do_close(self, code: int, reason: str) -> None:
         self._trace("close(%s, %r)", code, reason)
@@ -809,8 +827,8 @@ class PartySocket:
     def _finish(self) -> None:
         """Closed for good: end async iterations and fail ``wait_open`` waiters."""
         self._done = True
-        for queue in list(self._iter_queues):
-            queue.put_nowait(_END)
+        for iterator in list(self._iterators):
+            iterator.push(_END)
         for waiter in self._open_waiters:
             if not waiter.done():
                 waiter.set_exception(ConnectionError("PartySocket is closed"))
@@ -917,8 +935,8 @@ class PartySocket:
         try:
             async for message in ws:
                 self._dispatch(MessageEvent(message))
-                for queue in list(self._iter_queues):
-                    queue.put_nowait(message)
+                for iterator in list(self._iterators):
+                    iterator.push(message)
                 if gen != self._gen:
                     break
         except ConnectionClosed:
@@ -962,3 +980,42 @@ class PartySocket:
     def __repr__(self) -> str:
         state = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")[self.ready_state]
         return f"<PartySocket {self.room_url} id={self.id} {state}>"
+
+
+class _MessageIterator:
+    """One ``async for message in socket`` consumer: its own unbounded buffer."""
+
+    def __init__(self, socket: PartySocket) -> None:
+        self._socket = socket
+        self._queue: asyncio.Queue[Data | _End] = asyncio.Queue()
+        self._started = False
+        self._ended = False
+
+    def push(self, item: Data | _End) -> None:
+        if not self._ended:
+            self._queue.put_nowait(item)
+
+    def __aiter__(self) -> _MessageIterator:
+        return self
+
+    async def __anext__(self) -> Data:
+        if self._ended:
+            raise StopAsyncIteration
+        if not self._started:
+            self._started = True
+            await self._socket.start()
+            if self._socket._done and self._queue.empty():
+                self._end()
+                raise StopAsyncIteration
+        item = await self._queue.get()
+        if isinstance(item, _End):
+            self._end()
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        self._ended = True
+        self._socket._iterators.discard(self)

@@ -23,6 +23,7 @@ from partywidget.store._js import js_keys, js_number_str
 
 __all__ = [
     "JSON_PREFIX",
+    "MAX_INT",
     "UNDEFINED_MARKER",
     "cell_type",
     "decode_if_json",
@@ -38,7 +39,7 @@ __all__ = [
 JSON_PREFIX: Final = "\ufffd"
 UNDEFINED_MARKER: Final = "\ufffc"
 
-_MAX_INT: Final = int(1.7976931348623157e308)
+MAX_INT: Final = int(1.7976931348623157e308)
 # ToNumber of an integer beyond the double range is Infinity: not a cell.
 _TYPES_MESSAGE: Final = "cells and values must be str, int, float, bool, None, or dict/list of them"
 
@@ -72,7 +73,7 @@ def py_json(value: Any, place: Callable[[], str], path: str = "") -> Any:
     if cls is str or cls is bool or value is None:
         return value
     if cls is int:
-        if -_MAX_INT <= value <= _MAX_INT:
+        if -MAX_INT <= value <= MAX_INT:
             return value
         _bad(place, value, path, "integer outside the range of a double", ValueError)
     if cls is float:
@@ -110,7 +111,7 @@ def py_cell(value: Any, place: Callable[[], str]) -> Any:
     if cls is float:
         if value - value == 0.0:  # finite
             return value
-    elif cls is int and -_MAX_INT <= value <= _MAX_INT:
+    elif cls is int and -MAX_INT <= value <= MAX_INT:
         return value
     return py_json(value, place)
 
@@ -125,7 +126,7 @@ def cell_type(value: Any) -> str | None:
     if value is None:
         return "null"
     if cls is int:
-        return "number" if -_MAX_INT <= value <= _MAX_INT else None
+        return "number" if -MAX_INT <= value <= MAX_INT else None
     if cls is float:
         return "number" if math.isfinite(value) else None
     if cls is dict:

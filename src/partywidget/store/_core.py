@@ -20,7 +20,7 @@ from partywidget.store._cells import (
     is_reserved_string,
     json_parse,
 )
-from partywidget.store._js import js_keys, js_truthy, strict_equal
+from partywidget.store._js import is_array_index, js_keys, js_truthy, strict_equal
 from partywidget.store._schema import ALLOW_NULL, DEFAULT, ENUM, TYPE, enum_includes, type_includes
 from partywidget.store._state import StoreState, _RowIdPool
 
@@ -35,6 +35,20 @@ def _ids_changed(changed_ids: dict[str, int], id_: str, added_or_removed: int) -
         del changed_ids[id_]
     else:
         changed_ids[id_] = added_or_removed
+
+
+def _js_has_own(obj: Any, key: str) -> bool:
+    """``Object.hasOwn(obj, key)`` for a non-dict JSON value (not None).
+
+    Strings and arrays own their in-range index keys (string length in UTF-16 units), so
+    TinyBase finds "cell" ``"0"`` in a row given as ``"x"`` or ``[1]``; numbers and booleans
+    own nothing.
+    """
+    if isinstance(obj, str):
+        return is_array_index(key) and int(key) < len(obj.encode("utf-16-le")) // 2
+    if isinstance(obj, list):
+        return is_array_index(key) and int(key) < len(obj)
+    return False
 
 
 class StoreCore(StoreState):
@@ -132,7 +146,7 @@ class StoreCore(StoreState):
                 cell_id,
             )
         cls = cell.__class__
-        if cls is int or cls is float or cls is bool or cell is None:
+        if cls is bool or cell is None or (cls is float and cell - cell == 0.0):
             return cell
         return self._validated_unschema(cell, self._cell_invalid, table_id, row_id, cell_id)
 
@@ -153,14 +167,16 @@ class StoreCore(StoreState):
         if not isinstance(row, dict):
             # JavaScript throws when it tries to add defaults to a non-object row.
             if (row is None and (defaulted or non_defaulted)) or (
-                defaulted and not isinstance(row, list)
+                not isinstance(row, list)
+                and any(not _js_has_own(row, cell_id) for cell_id in defaulted)
             ):
                 raise TypeError(
                     f"Cannot add default cells to row {row_id!r} of table {table_id!r}: "
                     f"{type(row).__name__} is not a dict"
                 )
             for cell_id in non_defaulted:
-                self._cell_invalid(table_id, row_id, cell_id)
+                if not _js_has_own(row, cell_id):
+                    self._cell_invalid(table_id, row_id, cell_id)
             return row
         for cell_id, cell in defaulted.items():
             if cell_id not in row:
@@ -175,13 +191,15 @@ class StoreCore(StoreState):
             return values
         if not isinstance(values, dict):
             if (values is None and (self._values_defaulted or self._values_non_defaulted)) or (
-                self._values_defaulted and not isinstance(values, list)
+                not isinstance(values, list)
+                and any(not _js_has_own(values, value_id) for value_id in self._values_defaulted)
             ):
                 raise TypeError(
                     f"Cannot add default values to {type(values).__name__}: it is not a dict"
                 )
             for value_id in self._values_non_defaulted:
-                self._value_invalid(value_id)
+                if not _js_has_own(values, value_id):
+                    self._value_invalid(value_id)
             return values
         for value_id, value in self._values_defaulted.items():
             if value_id not in values:

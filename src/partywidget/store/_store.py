@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from partywidget.model import DELETED, Changes
+from partywidget.store._cells import MAX_INT as _MAX_INT
 from partywidget.store._cells import json_parse, py_cell, py_json, where
 from partywidget.store._js import js_keys
 from partywidget.store._listeners import NO_ID, Listener, Tree, tree_size
@@ -337,11 +338,18 @@ class Store(StoreTransactions):
             cell_id = _id(cell_id, "cell_id")
         cls = cell.__class__
         mapper = None
-        if not (cls is str or cls is bool or cell is None):
-            if callable(cell):
-                mapper = cell
-            else:
-                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
+        if (
+            cls is str
+            or cls is bool
+            or cell is None
+            or (cls is float and cell - cell == 0.0)
+            or (cls is int and -_MAX_INT <= cell <= _MAX_INT)
+        ):
+            pass
+        elif callable(cell):
+            mapper = cell
+        else:
+            cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
         transactions = self._transactions
         if transactions > 0:
             # Nested in a transaction (the common bulk case): no start/finish needed.
@@ -388,8 +396,28 @@ class Store(StoreTransactions):
         row_map = table_map.get(row_id)
         if row_map is None:
             self._set_cell_into_new_row(table_id, table_map, row_id, cell_id, valid_cell)
-        else:
+            return
+        # Inlined _set_valid_cell for the hot path: an existing cell changing value.
+        old_cell = row_map.get(cell_id, DELETED)
+        if old_cell is DELETED:
             self._set_valid_cell(table_id, row_id, row_map, cell_id, valid_cell)
+            return
+        if old_cell == valid_cell and (old_cell.__class__ is bool) is (
+            valid_cell.__class__ is bool
+        ):
+            return
+        rows = self._changed_cells.get(table_id)
+        if rows is None:
+            rows = self._changed_cells[table_id] = {}
+        cells = rows.get(row_id)
+        if cells is None:
+            cells = rows[row_id] = {}
+        pair = cells.get(cell_id)
+        if pair is None:
+            cells[cell_id] = [old_cell, valid_cell]
+        else:
+            pair[1] = valid_cell
+        row_map[cell_id] = valid_cell
 
     def set_values(self, values: Any) -> Store:
         return self._fluent(self._set_values_impl, _py_values(values))
@@ -872,7 +900,7 @@ class Store(StoreTransactions):
                 _listener_id(cell_id, "cell_id"),
             ),
             (self.get_table_ids, self.get_row_ids, self.get_cell_ids),
-            lambda ids: [self.get_cell(*ids)] * 2,
+            lambda ids: [self.get_cell(*ids) if self.has_cell(*ids) else DELETED] * 2,
             3,
         )
 
@@ -930,7 +958,7 @@ class Store(StoreTransactions):
             mutator,
             (_listener_id(value_id, "value_id"),),
             (self.get_value_ids,),
-            lambda ids: [self.get_value(ids[0])] * 2,
+            lambda ids: [self.get_value(ids[0]) if self.has_value(ids[0]) else DELETED] * 2,
             3,
         )
 

@@ -1,0 +1,231 @@
+"""PartyStoreWidget's Python API against a real room server and real second clients.
+
+Background-loop mode (no running loop in the test thread: the widget runs its own daemon
+loop) and attached mode (an asyncio test: the widget uses the running loop, as in a
+kernel). The second client is either another widget or a bare Store + PartyKit persister.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import pandas as pd
+import pytest
+from test_widget_support import install, wait_for
+
+from partywidget import widget as widget_mod
+from partywidget.model import DELETED
+from partywidget.partykit.persister import create_partykit_persister
+from partywidget.partykit.socket import PartySocket
+from partywidget.server import run_in_thread
+from partywidget.store import create_store
+from partywidget.widget import PartyStoreWidget, resolve_host
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = run_in_thread()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def room(request):
+    return f"w-{request.node.name}"
+
+
+@pytest.fixture
+def widgets(server, room, monkeypatch):
+    install(monkeypatch)
+    made: list[PartyStoreWidget] = []
+
+    def make(**kwargs):
+        w = PartyStoreWidget(room, server.host, **kwargs)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+
+
+def test_background_mode_two_widgets_sync(widgets):
+    a, b = widgets(), widgets()
+    assert not a._runner.attached
+    a.wait_ready(30)
+    b.wait_ready(30)
+    assert a.status == "connected"
+    a.set_table("pets", {"fido": {"species": "dog", "legs": 4}})
+    a.set_value("open", True)
+    wait_for(lambda: b.get_table("pets") == {"fido": {"species": "dog", "legs": 4}})
+    wait_for(lambda: b.values == {"open": True})
+    df = b.df("pets")
+    assert df.index.name == "row_id" and list(df.columns) == ["species", "legs"]
+    assert str(df["legs"].dtype) == "Int64"
+    assert set(b.tables) == {"pets"}
+    assert b.tables["pets"].loc["fido", "species"] == "dog"
+    with pytest.raises(KeyError):
+        b.tables["nope"]
+
+
+def test_set_table_sends_only_the_changed_cells(widgets):
+    a, b = widgets(), widgets()
+    a.wait_ready(30)
+    b.wait_ready(30)
+    a.set_table("t", {f"r{i}": {"x": i, "y": f"s{i}"} for i in range(200)})
+    wait_for(lambda: b.get_cell("t", "r199", "y") == "s199")
+    seen = []
+    b.on_change(seen.append)
+    df = a.df("t")
+    df.loc["r5", "x"] = 500
+    df.loc["r7", "y"] = pd.NA
+    df = df.drop(index="r9")
+    a.tables["t"] = df
+    wait_for(lambda: b.get_cell("t", "r5", "x") == 500)
+    wait_for(lambda: not b.store.has_row("t", "r9"))
+    merged: dict = {}
+    for tables, _values, _ in seen:
+        for row_id, row in tables["t"].items():
+            merged[row_id] = row
+    assert merged == {"r5": {"x": 500}, "r7": {"y": DELETED}, "r9": DELETED}
+
+
+def test_revision_and_on_change(widgets):
+    a, b = widgets(), widgets()
+    a.wait_ready(30)
+    b.wait_ready(30)
+    r0 = b.revision
+    got = []
+    unsubscribe = b.on_change(got.append)
+    a.set_cell("t", "r", "c", 1)
+    wait_for(lambda: got)
+    assert got[0] == ({"t": {"r": {"c": 1}}}, {}, 1)
+    wait_for(lambda: b.revision == r0 + 1)
+    unsubscribe()
+    local = a.revision
+    a.transaction(lambda: (a.store.set_cell("t", "r", "c", 2), a.store.set_value("v", 1)))
+    wait_for(lambda: a.revision == local + 1)  # one transaction, one revision
+    wait_for(lambda: b.get_value("v") == 1)
+    assert len(got) == 1
+
+
+def test_frames_are_cached_until_the_table_changes(widgets):
+    a = widgets()
+    a.wait_ready(30)
+    a.set_table("t", {"r": {"x": 1}})
+    a.df("t")
+    builds = a._frames.builds
+    a.df("t")
+    a.tables["t"]
+    assert a._frames.builds == builds
+    a.set_cell("t", "r", "x", 2)
+    assert a.df("t").loc["r", "x"] == 2
+    assert a._frames.builds == builds + 1
+
+
+def test_set_table_type_errors_change_nothing(widgets):
+    a = widgets()
+    a.wait_ready(30)
+    a.set_table("t", {"r": {"x": 1}})
+    df = pd.DataFrame({"x": [2], "bad": [object()]}, index=["r"])
+    with pytest.raises(TypeError, match="'bad'"):
+        a.set_table("t", df)
+    assert a.get_table("t") == {"r": {"x": 1}}
+
+
+async def test_attached_mode_uses_the_running_loop(server, room, monkeypatch):
+    """As in a kernel: created on a running loop, awaited with ``await w.ready()``."""
+    install(monkeypatch)
+    w = PartyStoreWidget(room, server.host)
+    try:
+        assert w._runner.attached
+        assert w._runner.loop is asyncio.get_running_loop()
+        with pytest.raises(RuntimeError, match="await"):
+            w.wait_ready(1)
+        await w.ready(timeout=30)
+        statuses = []
+        w.observe(lambda change: statuses.append(threading.get_ident()), names=["revision"])
+        # a second client: a bare Store + persister on this same loop
+        other = create_store()
+        socket = PartySocket(server.host, room)
+        persister = create_partykit_persister(other, socket, "http")
+        await persister.start_auto_persisting()
+        other.set_cell("pets", "fido", "legs", 4)
+        for _ in range(1000):
+            if w.store.get_cell("pets", "fido", "legs") == 4:
+                break
+            await asyncio.sleep(0.02)
+        assert w.df("pets").loc["fido", "legs"] == 4
+        assert statuses and set(statuses) == {threading.get_ident()}  # traitlets on our thread
+        w.set_cell("pets", "fido", "legs", 3)  # synchronous on the loop thread
+        for _ in range(1000):
+            if other.get_cell("pets", "fido", "legs") == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert other.get_cell("pets", "fido", "legs") == 3
+        await persister.destroy()
+        await socket.aclose()
+    finally:
+        w.close()
+
+
+def test_status_reports_an_unreachable_host(monkeypatch, port):
+    install(monkeypatch)
+    w = PartyStoreWidget("r", f"127.0.0.1:{port}")  # nothing listens there
+    try:
+        wait_for(lambda: w.status in ("error", "offline"), what="error status")
+        assert w.error
+        with pytest.raises(TimeoutError):
+            w.wait_ready(0.5)
+    finally:
+        w.close()
+
+
+def test_host_resolution(monkeypatch, port, caplog):
+    install(monkeypatch)
+    assert resolve_host("example.org:1234") == ("example.org:1234", "")
+    monkeypatch.setenv("PARTYWIDGET_HOST", "elsewhere:99")
+    assert resolve_host(None) == ("elsewhere:99", "")
+    monkeypatch.delenv("PARTYWIDGET_HOST")
+    # nothing answers on the default port -> an embedded server, said once in the log
+    monkeypatch.setattr(widget_mod, "DEFAULT_PORT", port)
+    monkeypatch.setattr(widget_mod, "_embedded", None)
+    monkeypatch.setattr(widget_mod, "_embedded_logged", False)
+    with caplog.at_level(logging.WARNING, logger="partywidget.widget"):
+        w1 = PartyStoreWidget("emb")
+        w2 = PartyStoreWidget("emb")
+    try:
+        embedded = widget_mod._embedded
+        assert embedded is not None and embedded.port == port
+        assert w1.host == w2.host == f"127.0.0.1:{port}"
+        assert "embedded" in w1.notice
+        assert sum("embedded" in r.getMessage() for r in caplog.records) == 1
+        w1.wait_ready(30)
+        w2.wait_ready(30)
+        w1.set_cell("t", "r", "c", "hello")
+        wait_for(lambda: w2.get_cell("t", "r", "c") == "hello")
+    finally:
+        w1.close()
+        w2.close()
+        embedded.stop()
+    # and when something answers on the default port, it is used as is
+    s = run_in_thread(port=0)
+    try:
+        monkeypatch.setattr(widget_mod, "DEFAULT_PORT", s.port)
+        monkeypatch.setattr(widget_mod, "_embedded", None)
+        assert resolve_host(None) == (f"127.0.0.1:{s.port}", "")
+    finally:
+        s.stop()
+
+
+def test_initial_content_and_schema(widgets):
+    a = widgets(
+        tables_schema={"t": {"n": {"type": "number", "default": 0}}},
+        initial_content=({"t": {"r": {"n": 1}}}, {}),
+    )
+    a.wait_ready(30)
+    assert a.get_table("t") == {"r": {"n": 1}}
+    a.set_row("t", "q", {})
+    assert a.df("t")["n"].tolist() == [1.0, 0.0]
