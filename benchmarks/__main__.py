@@ -38,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tiny", action="store_true", help="minimal sizes: proves the harness works (tests)"
     )
     parser.add_argument(
-        "--only", nargs="+", choices=ORDER, metavar="NAME", help=f"run only these: {', '.join(ORDER)}"
+        "--only",
+        nargs="+",
+        choices=ORDER,
+        metavar="NAME",
+        help=f"run only these: {', '.join(ORDER)}",
     )
     parser.add_argument("--repeats", type=int, default=3, help="repeats in the full run (3)")
     parser.add_argument(

@@ -164,7 +164,9 @@ class Figure:
         data = asdict(self)
         data["ratio"] = self.ratio
         data["met"] = self.met
-        data["goal"] = None if self.goal is None else {**asdict(self.goal), "text": self.goal.text()}
+        data["goal"] = (
+            None if self.goal is None else {**asdict(self.goal), "text": self.goal.text()}
+        )
         return data
 
 
@@ -346,7 +348,7 @@ HEADERS = ("figure", "reference", "partywidget", "ratio", "goal")
 
 
 def table_rows(figures: Sequence[Figure]) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for fig in figures:
         ratio = fig.ratio
         goal = "" if fig.goal is None else fig.goal.text()
@@ -368,7 +370,9 @@ def table_rows(figures: Sequence[Figure]) -> list[tuple[str, ...]]:
 
 def format_table(result: RunResult) -> str:
     rows = table_rows(result.figures)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(HEADERS)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(HEADERS)
+    ]
     lines = []
     fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
     lines.append(fmt.format(*HEADERS))

@@ -249,7 +249,7 @@ class NodeBench:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._reader: asyncio.Task[None] | None = None
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
         #: Called with each unsolicited event line (``{"event": ..., ...}``).
         self.on_event: Callable[[dict[str, Any]], None] | None = None
 
@@ -456,7 +456,9 @@ class PyClient:
     def cell_count(self) -> int:
         store = self.store
         return sum(
-            len(store.get_cell_ids(t, r)) for t in store.get_table_ids() for r in store.get_row_ids(t)
+            len(store.get_cell_ids(t, r))
+            for t in store.get_table_ids()
+            for r in store.get_row_ids(t)
         )
 
     async def close(self) -> None:

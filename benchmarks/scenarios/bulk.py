@@ -21,7 +21,6 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
-
 from benchmarks.harness import Context, Figure, Goal, Side, describe_error, scenario
 from benchmarks.scenarios._env import (
     SERVER_LABEL,
@@ -69,8 +68,13 @@ async def _js_load(ctx: Context, host: str, room: str, cells: int, timeout: floa
     name = f"{room}-load-{time.monotonic_ns()}"
     try:
         result = await bench.call(
-            "load", client=name, host=host, room=room, expectCells=cells,
-            timeoutMs=timeout * 1000, timeout=timeout + 30,
+            "load",
+            client=name,
+            host=host,
+            room=room,
+            expectCells=cells,
+            timeoutMs=timeout * 1000,
+            timeout=timeout + 30,
         )
         return float(result["seconds"])
     finally:
@@ -85,8 +89,13 @@ async def _js_save(ctx: Context, host: str, room: str, rows: int, timeout: float
         await bench.call("connect", client=w, host=host, room=room)
         await bench.call("connect", client=r, host=host, room=room)
         result = await bench.call(
-            "saveBig", writer=w, reader=r, rows=rows, cols=COLS,
-            timeoutMs=timeout * 1000, timeout=timeout + 30,
+            "saveBig",
+            writer=w,
+            reader=r,
+            rows=rows,
+            cols=COLS,
+            timeoutMs=timeout * 1000,
+            timeout=timeout + 30,
         )
         return float(result["seconds"])
     finally:
@@ -124,73 +133,97 @@ async def run(ctx: Context) -> list[Figure]:
 
     figures: list[Figure] = []
     for cells in sizes:
-        rows = cells // COLS
-        timeout = 120.0 if cells <= 100_000 else 600.0
-        body = bulk_body(rows, COLS, TABLE)
-        rooms = {server: ctx.room(f"bulk{_label(cells)}-{server}") for server in hosts}
-        put: dict[str, Side] = {}
-        for server, host in hosts.items():
-
-            async def do_put(host: str = host, room: str = rooms[server]) -> float:
-                t0 = time.perf_counter()
-                status = await put_content(host, room, body, timeout)
-                if status != 201:
-                    raise RuntimeError(f"PUT answered {status}")
-                return time.perf_counter() - t0
-
-            put[server] = await _timed(f"HTTP PUT -> {SERVER_LABEL[server]}", do_put)
-            ctx.log(f"  PUT {_label(cells)} -> {server}: {put[server].value or put[server].error}")
-        n = _label(cells)
-        figures.append(
-            Figure("bulk", f"server ingests {n} cells (PUT)", "s", put["partykit"], put["ours"])
-        )
-
-        async def load(server: str, lang: str, frame: bool = False) -> Side:
-            label = f"{lang}{' + DataFrame' if frame else ''} <- {SERVER_LABEL[server]}"
-            if put[server].error is not None:
-                return Side(label, error="room could not be filled")
-            host, room = hosts[server], rooms[server]
-            if lang == "JS":
-                side = await _timed(label, lambda: _js_load(ctx, host, room, cells, timeout))
-            else:
-                side = await _timed(label, lambda: _py_load(host, room, cells, timeout, frame))
-            ctx.log(f"  load {n} {label}: {side.value or side.error}")
-            return side
-
-        ref_load = await load("partykit", "JS")
-        figures.append(
-            Figure("bulk", f"fresh client loads {n} cells", "s", ref_load, await load("ours", "Py"))
-        )
-        figures.append(
-            Figure("bulk", f"fresh client loads {n} cells (server only)", "s", ref_load,
-                   await load("ours", "JS"))
-        )
-        figures.append(
-            Figure("bulk", f"fresh client loads {n} cells (client only)", "s", ref_load,
-                   await load("partykit", "Py"))
-        )
-        figures.append(
-            Figure("bulk", f"fresh client loads {n} cells + DataFrame", "s", ref_load,
-                   await load("ours", "Py", frame=True),
-                   Goal("<=", 5.0, absolute=True, unit="s") if cells >= 1_000_000 else None,
-                   "reference column: the load alone (TinyBase has no DataFrame)")
-        )
-
-        async def save(server: str, lang: str) -> Side:
-            label = f"{lang}->{lang} via {SERVER_LABEL[server]}"
-            host, room = hosts[server], ctx.room(f"save{n}-{lang}-{server}")
-            if lang == "JS":
-                side = await _timed(label, lambda: _js_save(ctx, host, room, rows, timeout))
-            else:
-                side = await _timed(label, lambda: _py_save(host, room, rows, timeout))
-            ctx.log(f"  save {n} {label}: {side.value or side.error}")
-            return side
-
-        figures.append(
-            Figure("bulk", f"save {n} cells in one transaction -> reader", "s",
-                   await save("partykit", "JS"), await save("ours", "Py"),
-                   note="TinyBase sends one message; PartyKit refuses frames over 1 MiB")
-        )
+        figures += await _one_size(ctx, hosts, cells)
     return figures
 
 
+async def _one_size(ctx: Context, hosts: dict[str, str], cells: int) -> list[Figure]:
+    figures: list[Figure] = []
+    rows = cells // COLS
+    timeout = 120.0 if cells <= 100_000 else 600.0
+    body = bulk_body(rows, COLS, TABLE)
+    rooms = {server: ctx.room(f"bulk{_label(cells)}-{server}") for server in hosts}
+    put: dict[str, Side] = {}
+    for server, host in hosts.items():
+
+        async def do_put(host: str = host, room: str = rooms[server]) -> float:
+            t0 = time.perf_counter()
+            status = await put_content(host, room, body, timeout)
+            if status != 201:
+                raise RuntimeError(f"PUT answered {status}")
+            return time.perf_counter() - t0
+
+        put[server] = await _timed(f"HTTP PUT -> {SERVER_LABEL[server]}", do_put)
+        ctx.log(f"  PUT {_label(cells)} -> {server}: {put[server].value or put[server].error}")
+    n = _label(cells)
+    figures.append(
+        Figure("bulk", f"server ingests {n} cells (PUT)", "s", put["partykit"], put["ours"])
+    )
+
+    async def load(server: str, lang: str, frame: bool = False) -> Side:
+        label = f"{lang}{' + DataFrame' if frame else ''} <- {SERVER_LABEL[server]}"
+        if put[server].error is not None:
+            return Side(label, error="room could not be filled")
+        host, room = hosts[server], rooms[server]
+        if lang == "JS":
+            side = await _timed(label, lambda: _js_load(ctx, host, room, cells, timeout))
+        else:
+            side = await _timed(label, lambda: _py_load(host, room, cells, timeout, frame))
+        ctx.log(f"  load {n} {label}: {side.value or side.error}")
+        return side
+
+    ref_load = await load("partykit", "JS")
+    figures.append(
+        Figure("bulk", f"fresh client loads {n} cells", "s", ref_load, await load("ours", "Py"))
+    )
+    figures.append(
+        Figure(
+            "bulk",
+            f"fresh client loads {n} cells (server only)",
+            "s",
+            ref_load,
+            await load("ours", "JS"),
+        )
+    )
+    figures.append(
+        Figure(
+            "bulk",
+            f"fresh client loads {n} cells (client only)",
+            "s",
+            ref_load,
+            await load("partykit", "Py"),
+        )
+    )
+    figures.append(
+        Figure(
+            "bulk",
+            f"fresh client loads {n} cells + DataFrame",
+            "s",
+            ref_load,
+            await load("ours", "Py", frame=True),
+            Goal("<=", 5.0, absolute=True, unit="s") if cells >= 1_000_000 else None,
+            "reference column: the load alone (TinyBase has no DataFrame)",
+        )
+    )
+
+    async def save(server: str, lang: str) -> Side:
+        label = f"{lang}->{lang} via {SERVER_LABEL[server]}"
+        host, room = hosts[server], ctx.room(f"save{n}-{lang}-{server}")
+        if lang == "JS":
+            side = await _timed(label, lambda: _js_save(ctx, host, room, rows, timeout))
+        else:
+            side = await _timed(label, lambda: _py_save(host, room, rows, timeout))
+        ctx.log(f"  save {n} {label}: {side.value or side.error}")
+        return side
+
+    figures.append(
+        Figure(
+            "bulk",
+            f"save {n} cells in one transaction -> reader",
+            "s",
+            await save("partykit", "JS"),
+            await save("ours", "Py"),
+            note="TinyBase sends one message; PartyKit refuses frames over 1 MiB",
+        )
+    )
+    return figures

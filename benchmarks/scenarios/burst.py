@@ -88,10 +88,27 @@ async def run(ctx: Context) -> list[Figure]:
 
     name = f"burst {count:,} edits"
     return [
-        Figure("burst", name, "edits/s", side("partykit", "js-js"), side("ours", "py-py"),
-               Goal(">=", 10.0), "goal row: partywidget's stack vs the reference's"),
-        Figure("burst", f"{name} (server only)", "edits/s", side("partykit", "js-js"),
-               side("ours", "js-js")),
-        Figure("burst", f"{name} (client only)", "edits/s", side("partykit", "js-js"),
-               side("partykit", "py-py")),
+        Figure(
+            "burst",
+            name,
+            "edits/s",
+            side("partykit", "js-js"),
+            side("ours", "py-py"),
+            Goal(">=", 10.0),
+            "goal row: partywidget's stack vs the reference's",
+        ),
+        Figure(
+            "burst",
+            f"{name} (server only)",
+            "edits/s",
+            side("partykit", "js-js"),
+            side("ours", "js-js"),
+        ),
+        Figure(
+            "burst",
+            f"{name} (client only)",
+            "edits/s",
+            side("partykit", "js-js"),
+            side("partykit", "py-py"),
+        ),
     ]

@@ -47,41 +47,49 @@ async def _measure(
 @scenario("fanout", "1 writer -> 100 / 1000 Node readers, p50/max until all see the edit")
 async def run(ctx: Context) -> list[Figure]:
     cfg = ctx.config
-    sizes = [(cfg.size(100, 100, 5), cfg.size(50, 20, 3)), (cfg.size(1000, 1000, 20), cfg.size(20, 5, 2))]
+    sizes = [
+        (cfg.size(100, 100, 5), cfg.size(50, 20, 3)),
+        (cfg.size(1000, 1000, 20), cfg.size(20, 5, 2)),
+    ]
     hosts = await servers(ctx)
     figures: list[Figure] = []
-    goal = Goal("<=", 1.0)
     for readers, edits in sizes:
-        results: dict[str, Any] = {}
-        for server, host in hosts.items():
-            try:
-                results[server] = await _measure(ctx, server, host, readers, edits)
-                ctx.log(
-                    f"  {readers} readers @ {server}: all-seen max "
-                    f"{max(results[server]['all']):.1f} ms"
-                )
-            except Exception as error:
-                ctx.log(f"  fan-out {readers} @ {server} failed: {error!r}")
-                results[server] = error
+        figures += await _one_size(ctx, hosts, readers, edits)
+    return figures
 
-        def side(server: str, key: str) -> tuple[str, Any]:
-            data = results[server]
-            label = f"JS clients @ {SERVER_LABEL[server]}"
-            return label, (data[key] if isinstance(data, dict) else data)
 
-        figures += stat_figures(
-            "fanout",
-            f"fan-out 1->{readers} all seen",
-            side("partykit", "all"),
-            side("ours", "all"),
-            stats=("p50", "max"),
-            goals={"p50": goal, "max": goal},
-        )
-        figures += stat_figures(
-            "fanout",
-            f"fan-out 1->{readers} each reader",
-            side("partykit", "each"),
-            side("ours", "each"),
-            stats=("p50",),
-        )
+async def _one_size(ctx: Context, hosts: dict[str, str], readers: int, edits: int) -> list[Figure]:
+    goal = Goal("<=", 1.0)
+    figures: list[Figure] = []
+    results: dict[str, Any] = {}
+    for server, host in hosts.items():
+        try:
+            results[server] = await _measure(ctx, server, host, readers, edits)
+            ctx.log(
+                f"  {readers} readers @ {server}: all-seen max {max(results[server]['all']):.1f} ms"
+            )
+        except Exception as error:
+            ctx.log(f"  fan-out {readers} @ {server} failed: {error!r}")
+            results[server] = error
+
+    def side(server: str, key: str) -> tuple[str, Any]:
+        data = results[server]
+        label = f"JS clients @ {SERVER_LABEL[server]}"
+        return label, (data[key] if isinstance(data, dict) else data)
+
+    figures += stat_figures(
+        "fanout",
+        f"fan-out 1->{readers} all seen",
+        side("partykit", "all"),
+        side("ours", "all"),
+        stats=("p50", "max"),
+        goals={"p50": goal, "max": goal},
+    )
+    figures += stat_figures(
+        "fanout",
+        f"fan-out 1->{readers} each reader",
+        side("partykit", "each"),
+        side("ours", "each"),
+        stats=("p50",),
+    )
     return figures

@@ -37,8 +37,16 @@ async def _python_client_rss(host: str, room: str, cells: int) -> dict[str, int]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), str(ROOT)])
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "benchmarks.scenarios._memory_child", host, room, str(cells),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "benchmarks.scenarios._memory_child",
+        host,
+        room,
+        str(cells),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 900)
@@ -57,8 +65,15 @@ async def _node_client_rss(host: str, room: str, cells: int) -> dict[str, int]:
     try:
         await bench.start()
         before = (await bench.call("rss"))["rssKiB"]
-        await bench.call("load", client="mem", host=host, room=room, expectCells=cells,
-                         timeoutMs=600_000, timeout=630)
+        await bench.call(
+            "load",
+            client="mem",
+            host=host,
+            room=room,
+            expectCells=cells,
+            timeoutMs=600_000,
+            timeout=630,
+        )
         after = (await bench.call("rss"))["rssKiB"]
         return {"before_kib": before, "after_kib": after}
     finally:
@@ -72,7 +87,10 @@ async def _client_figures(ctx: Context, cells: int) -> list[Figure]:
     if status != 201:
         raise RuntimeError(f"PUT answered {status}")
     sides = {}
-    for lang, measure in (("Node TinyBase", _node_client_rss), ("Python partywidget", _python_client_rss)):
+    for lang, measure in (
+        ("Node TinyBase", _node_client_rss),
+        ("Python partywidget", _python_client_rss),
+    ):
         try:
             sides[lang] = await measure(server.host, room, cells)
             ctx.log(f"  client {lang} holding {cells:,} cells: {sides[lang]}")
@@ -88,25 +106,39 @@ async def _client_figures(ctx: Context, cells: int) -> list[Figure]:
 
     n = f"{cells // 1_000_000}M" if cells >= 1_000_000 else f"{cells // 1000}k"
     return [
-        Figure("memory", f"client RSS holding {n} cells (data only)", "MiB",
-               side("Node TinyBase", "delta"), side("Python partywidget", "delta")),
-        Figure("memory", f"client RSS holding {n} cells (process)", "MiB",
-               side("Node TinyBase", "total"), side("Python partywidget", "total")),
+        Figure(
+            "memory",
+            f"client RSS holding {n} cells (data only)",
+            "MiB",
+            side("Node TinyBase", "delta"),
+            side("Python partywidget", "delta"),
+        ),
+        Figure(
+            "memory",
+            f"client RSS holding {n} cells (process)",
+            "MiB",
+            side("Node TinyBase", "total"),
+            side("Python partywidget", "total"),
+        ),
     ]
 
 
-async def _server_rss_per_connection(ctx: Context, server: str, host: str, pid: int, k: int) -> float:
+async def _server_rss_per_connection(
+    ctx: Context, server: str, host: str, pid: int, k: int
+) -> float:
     bench = await node(ctx)
     room = ctx.room(f"mem-idle-{server}")
     prefix = f"{room}-c"
     try:
         # A first connection to the room, so the room itself is not counted per client.
         await bench.call("connectMany", prefix=prefix + "w", count=2, host=host, room=room)
-        await asyncio.sleep(1.0)
+        settle = 0.3 if ctx.config.tiny else 2.0
+        await asyncio.sleep(settle / 2)
         before = vm_rss_kib(pid)
-        await bench.call("connectMany", prefix=prefix, count=k, host=host, room=room,
-                         concurrency=50, timeout=600)
-        await asyncio.sleep(2.0)  # let the server finish handshakes and settle
+        await bench.call(
+            "connectMany", prefix=prefix, count=k, host=host, room=room, concurrency=50, timeout=600
+        )
+        await asyncio.sleep(settle)  # let the server finish handshakes and settle
         after = vm_rss_kib(pid)
         if before is None or after is None:
             raise RuntimeError(f"process {pid} is gone")
@@ -159,7 +191,13 @@ async def run(ctx: Context) -> list[Figure]:
         await asyncio.to_thread(ours.stop)
         await asyncio.to_thread(ref.stop)
     figures.append(
-        Figure("memory", f"server RSS per idle connection ({k} clients)", "KiB",
-               sides["partykit"], sides["ours"], note="fresh servers, K idle Node clients")
+        Figure(
+            "memory",
+            f"server RSS per idle connection ({k} clients)",
+            "KiB",
+            sides["partykit"],
+            sides["ours"],
+            note="fresh servers, K idle Node clients",
+        )
     )
     return figures

@@ -26,8 +26,10 @@ def figures_from_report(report: dict[str, Any]) -> list[Figure]:
     figures = []
 
     def row(name: str, unit: str, value: Any, goal: Goal | None = None) -> None:
-        ours = Side("partywidget", value=float(value)) if value is not None else Side(
-            "partywidget", error="not measured"
+        ours = (
+            Side("partywidget", value=float(value))
+            if value is not None
+            else Side("partywidget", error="not measured")
         )
         figures.append(Figure("widget", name, unit, Side(NO_REFERENCE), ours, goal))
 
@@ -59,9 +61,16 @@ async def run(ctx: Context) -> list[Figure]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), str(ROOT)])
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "benchmarks.scenarios._widget_child",
-        sizes, str(frontend), str(repeat),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "benchmarks.scenarios._widget_child",
+        sizes,
+        str(frontend),
+        str(repeat),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
     try:

@@ -208,39 +208,111 @@ def _build_columns(
         columns[cell_id] = _column_array(values, dtype, kinds)
 
 
-class FrameCache:
-    """Per-table DataFrames that are only rebuilt after their table changed.
+#: Past this many changed cells since the last build, rebuilding beats patching.
+MAX_PATCH_CELLS = 1_000
 
-    A table listener on the Store marks a table dirty; ``frame()`` rebuilds a dirty (or
-    never built) table and otherwise returns the cached frame. A schema change is caught by
-    comparing the schema JSON, since TinyBase has no schema listener. Returned frames are
-    shallow copies: under pandas' copy-on-write that is free, and a caller editing the
-    frame it got can't corrupt the cache.
+
+class _Entry:
+    """A cached frame, the schema it was built under, and cell changes not yet applied."""
+
+    __slots__ = ("frame", "patches", "schema_json")
+
+    def __init__(self, schema_json: str, frame: pd.DataFrame) -> None:
+        self.schema_json = schema_json
+        self.frame = frame
+        self.patches: dict[tuple[str, str], Any] = {}
+
+
+class FrameCache:
+    """Per-table DataFrames, rebuilt only when needed and patched for small changes.
+
+    One did-finish-transaction listener collects each transaction's Changes: a table
+    whose rows were added or deleted (or with more than ``MAX_PATCH_CELLS`` changed
+    cells) is dropped and rebuilt on the next ``frame()``; a few changed cells are kept as
+    patches and applied to a copy of the cached frame, so a remote one-cell edit on a 100k
+    row table costs a column copy, not a rebuild. A patch is only applied when the result
+    is exactly what a rebuild would give (same dtype inference); otherwise we rebuild.
+    A schema change is caught by comparing the schema JSON (TinyBase has no schema
+    listener). Returned frames are shallow copies: under pandas' copy-on-write that is
+    free, and a caller editing the frame it got can't corrupt the cache.
     """
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._lock = threading.Lock()
-        self._frames: dict[str, tuple[str, pd.DataFrame]] = {}
-        self.builds = 0  # how many times a frame was materialised (tests, benchmarks)
-        self._listener_id: str | None = store.add_table_listener(None, self._on_table)
+        self._entries: dict[str, _Entry] = {}
+        self.builds = 0  # frames materialised from scratch (tests, benchmarks)
+        self.patched = 0  # frames updated by patching
+        self._listener_id: str | None = store.add_did_finish_transaction_listener(
+            self._on_transaction
+        )
 
-    def _on_table(self, _store: Any, table_id: str, *_args: Any) -> None:
+    def _on_transaction(self, store: Any, *_args: Any) -> None:
+        tables = store.get_transaction_changes()[0]
+        if not tables:
+            return
         with self._lock:
-            self._frames.pop(table_id, None)
+            for table_id, table in tables.items():
+                entry = self._entries.get(table_id)
+                if entry is None:
+                    continue
+                if table is DELETED or not self._collect(entry, table):
+                    del self._entries[table_id]
+
+    def _collect(self, entry: _Entry, table: Mapping[str, Any]) -> bool:
+        """Add a transaction's cell changes to ``entry``; False if it must be rebuilt."""
+        index = entry.frame.index
+        for row_id, row in table.items():
+            if row is DELETED or row_id not in index:
+                return False  # rows deleted or added: the index changes
+            for cell_id, cell in row.items():
+                entry.patches[(row_id, cell_id)] = cell
+        return len(entry.patches) <= MAX_PATCH_CELLS
 
     def frame(self, table_id: str) -> pd.DataFrame:
         """The table as a DataFrame, rebuilt only if it changed since the last call."""
         schema_json = self._store.get_tables_schema_json()
         with self._lock:
-            cached = self._frames.get(table_id)
-        if cached is not None and cached[0] == schema_json:
-            return cached[1].copy(deep=False)
+            entry = self._entries.get(table_id)
+            if entry is not None and entry.schema_json != schema_json:
+                entry = None
+            if entry is not None and entry.patches:
+                patched = self._patch(table_id, entry)
+                if patched is None:
+                    entry = None
+                else:
+                    entry.frame, entry.patches = patched, {}
+                    self.patched += 1
+            if entry is not None:
+                return entry.frame.copy(deep=False)
         frame = table_to_frame(self._store, table_id)
         self.builds += 1
         with self._lock:
-            self._frames[table_id] = (schema_json, frame)
+            self._entries[table_id] = _Entry(schema_json, frame)
         return frame.copy(deep=False)
+
+    def _patch(self, table_id: str, entry: _Entry) -> pd.DataFrame | None:
+        """``entry.frame`` with the patches applied, or None if only a rebuild is exact."""
+        frame = entry.frame
+        schema = _table_schema(entry.schema_json, table_id)
+        positions: dict[str, list[tuple[int, Any]]] = {}
+        index = frame.index
+        for (row_id, cell_id), cell in entry.patches.items():
+            if cell_id not in frame.columns:
+                return None  # a new column
+            dtype = str(frame[cell_id].dtype)
+            if not _patch_fits(dtype, cell, cell_id in schema):
+                return None
+            if cell is DELETED and not self._store.has_table_cell(table_id, cell_id):
+                return None  # the column is gone
+            positions.setdefault(cell_id, []).append((int(index.get_loc(row_id)), cell))
+        out = frame.copy(deep=False)
+        for cell_id, changes in positions.items():
+            column = out[cell_id].array.copy()
+            for position, cell in changes:
+                column[position] = pd.NA if cell is DELETED or cell is None else cell
+            out[cell_id] = column
+        return out
 
     def close(self) -> None:
         """Stop listening to the Store and drop every cached frame."""
@@ -248,7 +320,29 @@ class FrameCache:
             self._store.del_listener(self._listener_id)
             self._listener_id = None
         with self._lock:
-            self._frames.clear()
+            self._entries.clear()
+
+
+def _patch_fits(dtype: str, cell: Any, typed_by_schema: bool) -> bool:
+    """Whether writing ``cell`` into a column of ``dtype`` equals what a rebuild gives.
+
+    Schema-typed columns keep their dtype whatever the data, so any value of that type
+    (or NA) fits. Inferred columns could change dtype: only a value of the column's one
+    type keeps the inference unchanged (a float into Float64, which then still holds a
+    float; never NA, which could remove the value that decided the dtype).
+    """
+    if cell is DELETED or cell is None:
+        return typed_by_schema and dtype != "object"
+    kind = cell.__class__
+    if dtype == "Int64":
+        return kind is int and -(2**63) <= cell < 2**63
+    if dtype == "Float64":
+        return kind is float or (typed_by_schema and kind is int)
+    if dtype == "boolean":
+        return kind is bool
+    if dtype == "string":
+        return kind is str
+    return False
 
 
 # --------------------------------------------------------------------------------------

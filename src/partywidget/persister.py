@@ -186,14 +186,6 @@ def copy_changes(changes: Changes) -> Changes:
     )
 
 
-def changed_keys(changes: Changes) -> Iterator[tuple[str, str]]:
-    """``("t", table_id)`` and ``("v", value_id)`` for everything Changes touch."""
-    for table_id in changes[0]:
-        yield ("t", table_id)
-    for value_id in changes[1]:
-        yield ("v", value_id)
-
-
 class Persister:
     """A Store's persister; all lifecycle methods are coroutines returning ``self``.
 
@@ -310,8 +302,9 @@ class Persister:
         """Apply loaded/remote data in one Store transaction, without echo.
 
         ``content`` (if not ``None``) replaces the Store; each item of ``changes_list``
-        (Changes, or Content replacing everything) is then applied in order; local edits not yet handed to the transport are
-        re-applied last because they will reach the server after this data.
+        (Changes, or Content replacing everything) is then applied in order; local edits
+        not yet delivered are re-applied last because they will reach the server after
+        this data. The Store's listeners see only the net result of it all.
         """
         with self._applying_to_store(), self._store.transaction():
             if content is not None:

@@ -191,7 +191,15 @@ def test_notebook7_renders_and_syncs(page, jupyter, artifacts, client):
     page.goto(f"{jupyter['url']}/notebooks/nb7.ipynb")
     expect(page.locator(".jp-Notebook")).to_be_visible(timeout=T)
     expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=T)
-    run_cell(page, 0)  # queued by the front-end until the kernel is ready
+    # Notebook 7 has no "| Idle" status text to wait for: run until the cell is taken
+    prompt = page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-InputPrompt")
+    for _attempt in range(30):
+        run_cell(page, 0)
+        try:
+            expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=5_000)
+            break
+        except AssertionError:
+            continue
     widget = page.locator(".jp-OutputArea .partywidget")
     expect(widget.locator(".pw-badge")).to_have_text("connected", timeout=T)
     legs = widget.locator('.pw-row[data-row="fido"] .pw-cell[data-cell="legs"]')

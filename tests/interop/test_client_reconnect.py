@@ -83,13 +83,23 @@ async def test_cut_connection_converges_and_keeps_offline_edits(
             py.store.set_value("shared", "python")  # later than the editor's: must win
             await peers.call("ref", "setCell", "t", "ref-offline", "c", "ref")
 
+            # Reconnect over a slow link while the editor keeps editing, so that
+            # broadcasts arrive while our reload (GET) is in flight.
+            py_proxy.set_delay(0.05)
             for proxy in (py_proxy, ref_proxy):
                 proxy.refuse(False)
+            live = 0
+            while live < 10 or py.persister.get_stats()["resyncs"] == 0:
+                await peers.call("editor", "setCell", "t", f"live{live}", "c", live)
+                live += 1
+                await asyncio.sleep(0.01)
+                assert live < 2000, "our client never reloaded"
             await peers.wait_for_socket("ref", opens=2, timeout=30)
 
             expected_tables = {
                 "t": {
                     **{f"e{i}": {"c": i} for i in range(5)},
+                    **{f"live{i}": {"c": i} for i in range(live)},
                     "py-offline": {"c": "py"},
                     "ref-offline": {"c": "ref"},
                 }
@@ -122,6 +132,8 @@ async def test_cut_connection_converges_and_keeps_offline_edits(
             assert "e0" not in ref_content[0]["t"]
             assert ref_content[0]["t"].get("base") == {"c": 0}
             assert py.errors == []
+            stats = py.persister.get_stats()
+            assert stats["resyncs"] >= 1 and stats["verifies"] >= 1
 
 
 async def test_reference_mode_does_not_resync(python_server: Any, peers: NodePeers) -> None:

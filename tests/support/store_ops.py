@@ -61,6 +61,12 @@ table_ids = st.one_of(st.sampled_from(["t0", "t1"]), st.sampled_from(["t2", *WEI
 row_ids = st.one_of(st.sampled_from(["r0", "r1", "0", "1"]), st.sampled_from(WEIRD_IDS))
 cell_ids = st.one_of(st.sampled_from(["c0", "c1", "c2"]), st.sampled_from(WEIRD_IDS))
 value_ids = st.one_of(st.sampled_from(["v0", "v1", "v2"]), st.sampled_from(WEIRD_IDS))
+# Ids passed to setters/deleters may also be numbers: TinyBase stringifies them ('' + id)
+# and so does our Store (getters are typed str only). Dict keys stay strings, as in JSON.
+arg_table_ids = st.one_of(table_ids, table_ids, table_ids, st.integers(0, 2))
+arg_row_ids = st.one_of(row_ids, row_ids, row_ids, st.integers(0, 2))
+arg_cell_ids = st.one_of(cell_ids, cell_ids, cell_ids, st.integers(0, 1))
+arg_value_ids = st.one_of(value_ids, value_ids, value_ids, st.integers(0, 1))
 
 # Text without lone surrogates (JSON text cannot round-trip them reliably; the codec
 # rejects them) and without "$" so our wire tags cannot collide with user keys.
@@ -260,31 +266,53 @@ def sorted_row_ids_ops(draw: st.DrawFn) -> dict[str, Any]:
     return op
 
 
+# A larger table with mixed-type cells, to exercise sorting (JavaScript `<` between
+# mixed types is not a total order, so the exact TimSort steps become observable).
+sortable_cells = st.one_of(
+    st.integers(-3, 3),
+    st.sampled_from(["", "0", "1", "10", "a", "B", "é", "-1", " 2 "]),
+    st.booleans(),
+    st.none(),
+    st.sampled_from([0.5, -0.0, 1e21]),
+    st.just([1, 2]),
+    st.just({}),
+)
+sortable_tables = st.dictionaries(
+    st.one_of(st.integers(0, 30).map(str), st.sampled_from(["a", "b", "r0", "r1", "01"])),
+    st.dictionaries(st.sampled_from(["c0", "c1"]), sortable_cells, min_size=1, max_size=2),
+    min_size=2,
+    max_size=25,
+)
+
 mutations = st.one_of(
+    st.builds(lambda t: _op("setTable", tableId="t0", table=t), sortable_tables),
     st.builds(lambda c: _op("setContent", content=c), st.tuples(tables_obj, values_obj).map(list)),
     st.builds(lambda c: _op("setContent", content=c), not_objects),
     st.builds(lambda t: _op("setTables", tables=t), maybe_tables_obj),
-    st.builds(lambda i, t: _op("setTable", tableId=i, table=t), table_ids, maybe_tables_),
+    st.builds(lambda i, t: _op("setTable", tableId=i, table=t), arg_table_ids, maybe_tables_),
     st.builds(
-        lambda i, r, x: _op("setRow", tableId=i, rowId=r, row=x), table_ids, row_ids, maybe_rows
+        lambda i, r, x: _op("setRow", tableId=i, rowId=r, row=x),
+        arg_table_ids,
+        arg_row_ids,
+        maybe_rows,
     ),
     st.builds(
         lambda i, x, reuse: _drop_absent(_op("addRow", tableId=i, row=x, reuseRowIds=reuse)),
-        table_ids,
+        arg_table_ids,
         maybe_rows,
         maybe_absent_bool,
     ),
     st.builds(
         lambda i, r, x: _op("setPartialRow", tableId=i, rowId=r, row=x),
-        table_ids,
-        row_ids,
+        arg_table_ids,
+        arg_row_ids,
         maybe_rows,
     ),
     st.builds(
         lambda i, r, c, x: _op("setCell", tableId=i, rowId=r, cellId=c, cell=x),
-        table_ids,
-        row_ids,
-        cell_ids,
+        arg_table_ids,
+        arg_row_ids,
+        arg_cell_ids,
         any_cells,
     ),
     st.builds(
@@ -296,7 +324,7 @@ mutations = st.one_of(
     ),
     st.builds(lambda v: _op("setValues", values=v), maybe_values_obj),
     st.builds(lambda v: _op("setPartialValues", values=v), maybe_values_obj),
-    st.builds(lambda i, v: _op("setValue", valueId=i, value=v), value_ids, any_cells),
+    st.builds(lambda i, v: _op("setValue", valueId=i, value=v), arg_value_ids, any_cells),
     st.builds(lambda c: _op("applyChanges", changes=c), changes_),
     st.builds(lambda j: _op("setJson", json=j), json_texts),
     st.builds(lambda s: _op("setTablesSchema", schema=s), tables_schemas),
@@ -315,16 +343,16 @@ mutations = st.one_of(
             _op("delValues"),
         ]
     ),
-    st.builds(lambda i: _op("delTable", tableId=i), table_ids),
-    st.builds(lambda i, r: _op("delRow", tableId=i, rowId=r), table_ids, row_ids),
+    st.builds(lambda i: _op("delTable", tableId=i), arg_table_ids),
+    st.builds(lambda i, r: _op("delRow", tableId=i, rowId=r), arg_table_ids, arg_row_ids),
     st.builds(
         lambda i, r, c, f: _drop_absent(_op("delCell", tableId=i, rowId=r, cellId=c, forceDel=f)),
-        table_ids,
-        row_ids,
-        cell_ids,
+        arg_table_ids,
+        arg_row_ids,
+        arg_cell_ids,
         maybe_absent_bool,
     ),
-    st.builds(lambda i: _op("delValue", valueId=i), value_ids),
+    st.builds(lambda i: _op("delValue", valueId=i), arg_value_ids),
 )
 
 getters = st.one_of(
@@ -370,7 +398,9 @@ getters = st.one_of(
         row_ids,
         cell_ids,
     ),
-    st.builds(lambda n, i: _op(n, valueId=i), st.sampled_from(["getValue", "hasValue"]), value_ids),
+    st.builds(
+        lambda n, i: _op(n, valueId=i), st.sampled_from(["getValue", "hasValue"]), value_ids
+    ),
 )
 
 simple_ops = st.one_of(mutations, mutations, mutations, getters)
@@ -798,8 +828,7 @@ def _decoded_pairs(pairs: Any) -> Any:
         return {k: _decoded_pairs(v) for k, v in pairs.items()}
     if isinstance(pairs, list):
         return [
-            json.loads(x[1:]) if isinstance(x, str) and x.startswith("\ufffd") else x
-            for x in pairs
+            json.loads(x[1:]) if isinstance(x, str) and x.startswith("\ufffd") else x for x in pairs
         ]
     return pairs
 
@@ -814,10 +843,19 @@ def _normalize_entry(entry: list[Any]) -> list[Any]:
     positions = _UNDEFINED_IS_NONE_IN_LOG.get(entry[0].rstrip("*"), ())
     if not positions:
         return entry
-    return [
-        entry[0],
-        *(None if i in positions and x is DELETED else x for i, x in enumerate(entry[1:])),
-    ]
+
+    def fix(i: int, x: Any) -> Any:
+        if i not in positions:
+            return x
+        if x is DELETED:
+            return None
+        # addRow validates before stringifying a numeric table Id, so TinyBase's
+        # invalid-cell listener can get a number; our Store stringifies Ids up front.
+        if isinstance(x, int) and not isinstance(x, bool) and entry[0].startswith("invalid"):
+            return str(x)
+        return x
+
+    return [entry[0], *(fix(i, x) for i, x in enumerate(entry[1:]))]
 
 
 def normalize_node_steps(program: list[dict[str, Any]], steps: list[Any]) -> list[Any]:

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from support.node import node_available
 from support.partykit import partykit_available
 
@@ -127,8 +128,16 @@ def test_interrupt_stops_every_started_process(tmp_path: Path) -> None:
     _require_node()
     token = uuid.uuid4().hex
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks", "--tiny", "--only", "latency", "--json",
-         str(tmp_path / "r.json")],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--tiny",
+            "--only",
+            "latency",
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
         cwd=ROOT,
         env=_env(token),
         stdout=subprocess.DEVNULL,

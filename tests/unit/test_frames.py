@@ -96,8 +96,11 @@ def test_cache_rebuilds_only_changed_tables(store):
     assert cache.frame("other").loc["r", "v"] == 2
     assert cache.builds == 3
 
-    store.set_cell("pets", "fido", "legs", 3)
+    store.set_cell("pets", "fido", "legs", 3)  # one cell, same type: patched, not rebuilt
     assert cache.frame("pets").loc["fido", "legs"] == 3
+    assert (cache.builds, cache.patched) == (3, 1)
+    store.set_row("pets", "rex", {"legs": 4})  # a new row: rebuilt
+    assert "rex" in cache.frame("pets").index
     assert cache.builds == 4
     cache.close()
 
@@ -218,3 +221,36 @@ def test_json_cells_compare_deeply(store):
     assert table_changes_from_frame(store, "pets", df) == ({}, {}, 1)
     df.at["polly", "meta"] = {"a": 2}
     assert table_changes_from_frame(store, "pets", df)[0] == {"pets": {"polly": {"meta": {"a": 2}}}}
+
+
+def test_patched_frames_equal_fresh_builds():
+    """Random small edits: the cache's patched frame must equal a rebuild, always."""
+    import random
+
+    rng = random.Random(5)
+    s = create_store().set_tables_schema({"t": {"typed": {"type": "number"}}})
+    s.set_table(
+        "t",
+        {
+            f"r{i}": {"i": i, "f": i + 0.5, "b": i % 2 == 0, "s": f"s{i}", "typed": i, "o": [i]}
+            for i in range(50)
+        },
+    )
+    s.set_cell("t", "r0", "mixed", 1)
+    s.set_cell("t", "r1", "mixed", 1.5)
+    cache = FrameCache(s)
+    cache.frame("t")
+    candidates = [1, 2, 2.5, True, False, "x", None, {"k": 1}, [1, 2], -(2**63), 2**53]
+    for step in range(300):
+        row = f"r{rng.randrange(50)}"
+        cell = rng.choice(["i", "f", "b", "s", "typed", "o", "mixed"])
+        if rng.random() < 0.1:
+            s.del_cell("t", row, cell)
+        else:
+            try:
+                s.set_cell("t", row, cell, rng.choice(candidates))
+            except (TypeError, ValueError):
+                continue
+        if step % 3 == 0:
+            pd.testing.assert_frame_equal(cache.frame("t"), table_to_frame(s, "t"))
+    assert cache.patched > 0  # the patch path was exercised, not just rebuilds

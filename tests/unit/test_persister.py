@@ -246,17 +246,15 @@ async def test_remote_data_does_not_override_unsent_local_edits() -> None:
     b, pb, _ = make(room)
     await pa.start_auto_persisting()
     await pb.start_auto_persisting()
-    a.set_cell("t", "r", "c", "a")  # pending until the end of this turn
-    assert pb.is_auto_saving()
-    # b's change reaches a before a's pending edit is sent; a's edit will reach the
-    # room after b's, so it must win locally too.
+    # Both edits stay pending until the end of this turn. a's is sent first and reaches
+    # b while b's own edit is still unsent; b's will reach the room after a's, so b must
+    # keep its value locally too.
+    a.set_cell("t", "r", "c", "a")
     b.set_cell("t", "r", "c", "b")
     await settle(lambda: not pa.has_pending_changes() and not pb.has_pending_changes())
     await settle(lambda: a.get_content() == room.content)
-    assert room.content == ({"t": {"r": {"c": "a"}}}, {}) or room.content == (
-        {"t": {"r": {"c": "b"}}},
-        {},
-    )
+    # Without re-applying b's unsent edit over a's incoming one, b would keep "a" while
+    # the room (which got b's edit last) has "b".
     assert b.get_content() == room.content
 
 

@@ -46,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
@@ -72,7 +72,6 @@ from partywidget.persister import (
     Persister,
     PersisterListener,
     Status,
-    changed_keys,
     copy_changes,
     has_changes,
     merge_changes_into,
@@ -195,10 +194,15 @@ class PartyKitPersister(Persister):
         self._load_started = False
         self._last_activity = 0.0
         self._activity_count = 0
-        self._recent_sent: dict[tuple[str, str], float] = {}
+        # What we sent lately (see _sent_keys), to spot crossed edits.
+        self._recent_sent: dict[tuple[str, ...], float] = {}
         self._verify_requested = False
         self._verify_task: asyncio.Task[None] | None = None
         self._messages_sent = 0
+        self._resyncs = 0
+        self._replayed = 0
+        self._verifies = 0
+        self._adopted = 0
 
         super().__init__(
             store,
@@ -221,6 +225,19 @@ class PartyKitPersister(Persister):
     def store_url(self) -> str:
         """The room's HTTP store URL used for ``GET``/``PUT``."""
         return self._store_url
+
+    def get_stats(self) -> dict[str, int]:
+        """TinyBase's ``loads``/``saves``, plus ``resyncs`` (reloads after a connection
+        opened), ``replayed`` (messages held during those reloads and applied after),
+        ``verifies`` (verifying GETs) and ``adopted`` (times the server's content was
+        adopted because it differed)."""
+        return {
+            **super().get_stats(),
+            "resyncs": self._resyncs,
+            "replayed": self._replayed,
+            "verifies": self._verifies,
+            "adopted": self._adopted,
+        }
 
     @property
     def messages_sent(self) -> int:
@@ -378,7 +395,7 @@ class PartyKitPersister(Persister):
         if self._resync.verify_on_conflict and self._loop is not None:
             now = self._loop.time()
             recent = self._recent_sent
-            for key in changed_keys(changes):
+            for key in _sent_keys(changes):
                 recent[key] = now
             if len(recent) > 10_000:
                 horizon = now - self._resync.conflict_window
@@ -420,7 +437,7 @@ class PartyKitPersister(Persister):
         if not recent or self._loop is None:
             return False
         horizon = self._loop.time() - self._resync.conflict_window
-        return any(recent.get(key, horizon - 1) >= horizon for key in changed_keys(changes))
+        return any(recent.get(key, horizon - 1) >= horizon for key in _received_keys(changes))
 
     # -- resync ---------------------------------------------------------------------------
     def _on_open(self, _event: Any) -> None:
@@ -453,6 +470,8 @@ class PartyKitPersister(Persister):
             held, self._held = self._held, []
             offline, self._offline = self._offline, []
             self._resyncing = False
+            self._resyncs += 1
+            self._replayed += len(held)
             if content is not None:
                 self._loads += 1
                 self._apply(content, [*held, *offline])
@@ -503,6 +522,7 @@ class PartyKitPersister(Persister):
                 ):
                     return  # the next resync asks again
                 rounds += 1
+                self._verifies += 1
                 count = self._activity_count
                 try:
                     content = await self._http_get()
@@ -523,6 +543,7 @@ class PartyKitPersister(Persister):
                 if has_changes(diff_content(self._store.get_content(), content)):
                     logger.debug("verify: adopting the server's content for %s", self._store_url)
                     self._loads += 1
+                    self._adopted += 1
                     self._apply(content)
                     self._verify_requested = True  # confirm it settled
         finally:
@@ -540,6 +561,34 @@ class PartyKitPersister(Persister):
             or self.has_pending_changes()
             or self._verify_task is not None
         )
+
+
+def _sent_keys(changes: Changes) -> Iterator[tuple[str, ...]]:
+    """Keys remembered for what we sent: rows (``R``), table deletions (``T``), any
+    entry in a table (``A``) and values (``V``). Row granularity: crossed edits of
+    different cells commute under last-write-wins; a row and its table do not."""
+    for table_id, table in changes[0].items():
+        yield ("A", table_id)
+        if table is DELETED:
+            yield ("T", table_id)
+        else:
+            for row_id in table:
+                yield ("R", table_id, row_id)
+    for value_id in changes[1]:
+        yield ("V", value_id)
+
+
+def _received_keys(changes: Changes) -> Iterator[tuple[str, ...]]:
+    """Keys of ``_sent_keys`` that an incoming change conflicts with."""
+    for table_id, table in changes[0].items():
+        if table is DELETED:
+            yield ("A", table_id)
+        else:
+            yield ("T", table_id)
+            for row_id in table:
+                yield ("R", table_id, row_id)
+    for value_id in changes[1]:
+        yield ("V", value_id)
 
 
 def _utf8_len(text: str) -> int:

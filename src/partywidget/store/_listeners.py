@@ -141,6 +141,20 @@ class ListenerRegistry:
             # each node's children are appended in (id, wildcard) order.
             nodes = [tree]
             for id_ in ids:
+                if id_ is not ALL and len(nodes) == 1:
+                    # Fast path: a single node to expand (the usual, sparse, case).
+                    node = nodes[0]
+                    exact = None if id_ is None else node.get(id_)
+                    wild = node.get(None)
+                    if exact is None:
+                        if wild is None:
+                            return
+                        nodes = [wild]
+                    elif wild is None:
+                        nodes = [exact]
+                    else:
+                        nodes = [exact, wild]
+                    continue
                 found: list[Tree] = []
                 if id_ is ALL:
                     for node in nodes:

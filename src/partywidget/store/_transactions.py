@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from partywidget.model import DELETED, Changes
-from partywidget.store._cells import decode_if_json
+from partywidget.store._cells import JSON_PREFIX, decode_if_json
 from partywidget.store._core import StoreCore
 from partywidget.store._js import js_truthy, strict_equal
 from partywidget.store._listeners import ALL, Tree
@@ -54,6 +54,18 @@ class StoreTransactions(StoreCore):
         self._get_cell_change_fn = self._get_cell_change
         # Per mutator flag: which groups of tabular listeners exist (None: recompute).
         self._tabular_flags: list[tuple[bool, bool, bool] | None] = [None, None]
+        self._all_changes: tuple[dict[Any, Any], ...] = (
+            self._changed_table_ids,
+            self._changed_table_cell_ids,
+            self._changed_row_count,
+            self._changed_row_ids,
+            self._changed_cell_ids,
+            self._changed_cells,
+            self._invalid_cells,
+            self._changed_value_ids,
+            self._changed_values,
+            self._invalid_values,
+        )
         self._get_value_change_fn = self._get_value_change
 
     # Implemented by the public layer (rollback re-applies old cells through setters).
@@ -261,18 +273,7 @@ class StoreTransactions(StoreCore):
         self._old_tables_schema = self._old_values_schema = None
         self._had_tables = bool(self._tables)
         self._had_values = bool(self._values)
-        for changes in (
-            self._changed_table_ids,
-            self._changed_table_cell_ids,
-            self._changed_row_count,
-            self._changed_row_ids,
-            self._changed_cell_ids,
-            self._changed_cells,
-            self._invalid_cells,
-            self._changed_value_ids,
-            self._changed_values,
-            self._invalid_values,
-        ):
+        for changes in self._all_changes:
             if changes:
                 changes.clear()
 
@@ -431,21 +432,30 @@ class StoreTransactions(StoreCore):
             tables_tree = self._tables_listeners[m]
             get_cell_change = self._get_cell_change_fn
             tables_changed = False
-            for table_id, rows in list(changed_cells.items()):
+            # Listeners cannot change these maps here: mutators get copies above, and the
+            # Store refuses changes while non-mutators run. So no defensive copies.
+            for table_id, rows in changed_cells.items():
                 table_changed = False
-                for row_id, cells in list(rows.items()):
+                for row_id, cells in rows.items():
                     row_changed = False
-                    for cell_id, (old_cell, new_cell) in list(cells.items()):
-                        if not strict_equal(old_cell, new_cell):
-                            if cell_tree:
-                                call(
-                                    cell_tree,
-                                    (table_id, row_id, cell_id),
-                                    _decode(new_cell),
-                                    _decode(old_cell),
-                                    get_cell_change,
-                                )
-                            tables_changed = table_changed = row_changed = True
+                    for cell_id, (old_cell, new_cell) in cells.items():
+                        if old_cell == new_cell and (old_cell.__class__ is bool) is (
+                            new_cell.__class__ is bool
+                        ):
+                            continue
+                        if cell_tree:
+                            if new_cell.__class__ is str and new_cell[:1] == JSON_PREFIX:
+                                new_cell = decode_if_json(new_cell)
+                            if old_cell.__class__ is str and old_cell[:1] == JSON_PREFIX:
+                                old_cell = decode_if_json(old_cell)
+                            call(
+                                cell_tree,
+                                (table_id, row_id, cell_id),
+                                new_cell,
+                                old_cell,
+                                get_cell_change,
+                            )
+                        tables_changed = table_changed = row_changed = True
                     if row_changed and row_tree:
                         call(row_tree, (table_id, row_id), get_cell_change)
                 if table_changed and table_tree:
