@@ -405,6 +405,10 @@ def format_table(result: RunResult) -> str:
 def write_json(result: RunResult, config: RunConfig, path: Path) -> Path:
     """Write the run (figures with raw samples, errors, machine) as JSON to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent == RESULTS_DIR:
+        # Results are per machine and per run: keep them out of git without touching
+        # the repository's .gitignore.
+        (RESULTS_DIR / ".gitignore").write_text("*\n", "utf-8")
     try:
         load = os.getloadavg()
     except OSError:

@@ -37,7 +37,8 @@ except ImportError:  # run from a checkout without `pip install -e .`
     from partywidget.store import Store, create_store
 
 
-def _fresh_store() -> Store:
+def _fresh_store() -> tuple[Store, list[int]]:
+    """A Store with one wildcard cell listener that counts its calls."""
     store = create_store()
     calls = [0]
 
@@ -45,7 +46,7 @@ def _fresh_store() -> Store:
         calls[0] += 1
 
     store.add_cell_listener(None, None, None, on_cell)
-    return store
+    return store, calls
 
 
 def _set_cell_with_listener(store: Store, n: int) -> None:
@@ -72,14 +73,21 @@ FIGURES: dict[str, Callable[[Store, int], None]] = {
 def measure_python(ops: int, rounds: int) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     for name, body in FIGURES.items():
-        body(_fresh_store(), min(ops, 1000))  # warm caches
+        body(_fresh_store()[0], min(ops, 1000))  # warm caches
         best = float("inf")
+        listener_calls = 0
         for _ in range(rounds):
-            store = _fresh_store()
+            store, calls = _fresh_store()
             start = time.perf_counter()
             body(store, ops)
             best = min(best, time.perf_counter() - start)
-        results[name] = {"ops": ops, "seconds": best, "ops_per_s": ops / best}
+            listener_calls = calls[0]
+        results[name] = {
+            "ops": ops,
+            "seconds": best,
+            "ops_per_s": ops / best,
+            "listener_calls": listener_calls,
+        }
     return results
 
 

@@ -305,7 +305,10 @@ class FrameCache:
                 return None
             if cell is DELETED and not self._store.has_table_cell(table_id, cell_id):
                 return None  # the column is gone
-            positions.setdefault(cell_id, []).append((int(index.get_loc(row_id)), cell))
+            position = index.get_loc(row_id)
+            if not isinstance(position, int):
+                return None  # not a unique label (cannot happen for Store row ids)
+            positions.setdefault(cell_id, []).append((position, cell))
         out = frame.copy(deep=False)
         for cell_id, changes in positions.items():
             column = out[cell_id].array.copy()

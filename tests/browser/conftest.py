@@ -145,8 +145,11 @@ def jupyter(
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped on purpose: Playwright's sync API keeps an asyncio loop marked as
+    running in this thread while it is open, which breaks later asyncio tests of the same
+    pytest session (pytest-asyncio cannot start its loop)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -29,8 +29,10 @@ from support.store_ops import (
     canon_step,
     describe,
     diff_examples_default,
+    listener_subsets,
     normalize_node_steps,
     programs,
+    reaction_lists,
     replay_python,
 )
 
@@ -92,14 +94,26 @@ def _step_difference(js: dict[str, Any], py: dict[str, Any]) -> str | None:
 
 
 def assert_same_behaviour(
-    node: NodeReplayer, program: list[dict[str, Any]], *, transaction_log: bool = False
+    node: NodeReplayer,
+    program: list[dict[str, Any]],
+    *,
+    transaction_log: bool = False,
+    listeners: list[str] | None = None,
+    reactions: list[dict[str, Any]] | None = None,
 ) -> None:
     """Replay on both sides; fail at the first step whose observable behaviour differs.
 
-    With ``transaction_log``, finish listeners also record ``getTransactionLog()``.
+    With ``transaction_log``, finish listeners also record ``getTransactionLog()``;
+    ``listeners`` limits which listener kinds are registered (None: all); ``reactions``
+    are listeners that run ops (mutator ones change the Store mid-transaction).
     """
-    expected = normalize_node_steps(program, node.run(program, transaction_log=transaction_log))
-    actual = replay_python(program, create_store, transaction_log=transaction_log)
+    options: dict[str, Any] = {
+        "transaction_log": transaction_log,
+        "listeners": listeners,
+        "reactions": reactions,
+    }
+    expected = normalize_node_steps(program, node.run(program, **options))
+    actual = replay_python(program, create_store, **options)
     assert len(expected) == len(actual)
     for index, (js_step, py_step) in enumerate(zip(expected, actual, strict=True)):
         difference = _step_difference(js_step, py_step)
@@ -274,8 +288,19 @@ def test_harness_sees_tinybase_semantics(node: NodeReplayer) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(program=programs, transaction_log=st.booleans())
+@given(
+    program=programs,
+    transaction_log=st.booleans(),
+    listeners=listener_subsets,
+    reactions=reaction_lists,
+)
 def test_random_programs(
-    node: NodeReplayer, program: list[dict[str, Any]], transaction_log: bool
+    node: NodeReplayer,
+    program: list[dict[str, Any]],
+    transaction_log: bool,
+    listeners: list[str] | None,
+    reactions: list[dict[str, Any]],
 ) -> None:
-    assert_same_behaviour(node, program, transaction_log=transaction_log)
+    assert_same_behaviour(
+        node, program, transaction_log=transaction_log, listeners=listeners, reactions=reactions
+    )

@@ -11,7 +11,9 @@
 // {"$undefined":true} and {"$negzero":true}. Functions passed to listeners are
 // resolved the same way on both sides (see `resolveArgs`).
 //
-// Request:  {"id": n, "program": [op, ...], "transactionLog": bool}
+// Request:  {"id": n, "program": [op, ...], "transactionLog": bool,
+//            "listeners": null (all) or ["cell", "cell*", "didFinishTransaction", ...],
+//            "reactions": [{"kind": "cell", "ids": [t, r, c], "mutator": bool, "ops": []}]}
 // Response: {"id": n, "steps": [{"result", "error", "content", "json", "log"}]}
 //           or {"id": n, "fatal": "message"} if the harness itself failed.
 import {createInterface} from 'node:readline';
@@ -76,13 +78,7 @@ const encode = (x, store) => {
   return x;
 };
 
-/**
- * Registers a wildcard listener of every kind, logging kind + ids + arguments.
- *
- * Function arguments are resolved here so they can be compared: id-change getters are
- * called, getCellChange/getValueChange are called for the listener's own ids, and the
- * getCellChange passed to row/table/tables listeners is only noted as present.
- */
+// Sorted-row-Ids listeners need concrete table Ids. Must match store_ops.py.
 const SORTED_ROW_IDS_SPECS = [
   ['t0', undefined, false, 0, undefined],
   ['t0', 'c0', false, 0, undefined],
@@ -90,7 +86,16 @@ const SORTED_ROW_IDS_SPECS = [
   ['t0', 'c1', true, 0, undefined],
 ];
 
-const registerListeners = (store, log, withTransactionLog) => {
+/**
+ * Registers wildcard listeners of every (wanted) kind, logging kind + ids + arguments.
+ *
+ * Function arguments are resolved here so they can be compared: id-change getters are
+ * called, getCellChange/getValueChange are called for the listener's own ids, and the
+ * getCellChange passed to row/table/tables listeners is only noted as present.
+ */
+const registerListeners = (store, log, withTransactionLog, kinds) => {
+  // kinds: null = every listener; else the kinds to register ('cell', 'cell*', ...).
+  const wanted = (kind) => kinds == null || kinds.includes(kind);
   // Encoded at call time: TinyBase hands listeners live arrays (invalid cells) that it
   // may append to later in the same transaction.
   const record = (kind, resolve) => (_store, ...args) => {
@@ -106,41 +111,58 @@ const registerListeners = (store, log, withTransactionLog) => {
     const [v, n, o, get] = args;
     return [v, n, o, get === undefined ? undefined : get(v)];
   };
+  // [kind, method, wildcard Ids, argument resolver]
+  const KINDS = [
+    ['hasTables', 'addHasTablesListener', 0, asIs],
+    ['tables', 'addTablesListener', 0, asIs],
+    ['tableIds', 'addTableIdsListener', 0, callAll],
+    ['hasTable', 'addHasTableListener', 1, asIs],
+    ['table', 'addTableListener', 1, asIs],
+    ['tableCellIds', 'addTableCellIdsListener', 1, callAll],
+    ['hasTableCell', 'addHasTableCellListener', 2, asIs],
+    ['rowCount', 'addRowCountListener', 1, asIs],
+    ['rowIds', 'addRowIdsListener', 1, callAll],
+    ['hasRow', 'addHasRowListener', 2, asIs],
+    ['row', 'addRowListener', 2, asIs],
+    ['cellIds', 'addCellIdsListener', 2, callAll],
+    ['hasCell', 'addHasCellListener', 3, asIs],
+    ['cell', 'addCellListener', 3, cellChange],
+    ['invalidCell', 'addInvalidCellListener', 3, asIs],
+    ['hasValues', 'addHasValuesListener', 0, asIs],
+    ['values', 'addValuesListener', 0, asIs],
+    ['valueIds', 'addValueIdsListener', 0, callAll],
+    ['hasValue', 'addHasValueListener', 1, asIs],
+    ['value', 'addValueListener', 1, valueChange],
+    ['invalidValue', 'addInvalidValueListener', 1, asIs],
+  ];
   for (const mutator of [false, true]) {
     const s = mutator ? '*' : '';
-    store.addHasTablesListener(record('hasTables' + s, asIs), mutator);
-    store.addTablesListener(record('tables' + s, asIs), mutator);
-    store.addTableIdsListener(record('tableIds' + s, callAll), mutator);
-    store.addHasTableListener(null, record('hasTable' + s, asIs), mutator);
-    store.addTableListener(null, record('table' + s, asIs), mutator);
-    store.addTableCellIdsListener(null, record('tableCellIds' + s, callAll), mutator);
-    store.addHasTableCellListener(null, null, record('hasTableCell' + s, asIs), mutator);
-    store.addRowCountListener(null, record('rowCount' + s, asIs), mutator);
-    store.addRowIdsListener(null, record('rowIds' + s, callAll), mutator);
-    store.addHasRowListener(null, null, record('hasRow' + s, asIs), mutator);
-    store.addRowListener(null, null, record('row' + s, asIs), mutator);
-    store.addCellIdsListener(null, null, record('cellIds' + s, callAll), mutator);
-    store.addHasCellListener(null, null, null, record('hasCell' + s, asIs), mutator);
-    store.addCellListener(null, null, null, record('cell' + s, cellChange), mutator);
-    store.addInvalidCellListener(null, null, null, record('invalidCell' + s, asIs), mutator);
-    store.addHasValuesListener(record('hasValues' + s, asIs), mutator);
-    store.addValuesListener(record('values' + s, asIs), mutator);
-    store.addValueIdsListener(record('valueIds' + s, callAll), mutator);
-    store.addHasValueListener(null, record('hasValue' + s, asIs), mutator);
-    store.addValueListener(null, record('value' + s, valueChange), mutator);
-    store.addInvalidValueListener(null, record('invalidValue' + s, asIs), mutator);
-    for (const [t, c, d, o, l] of SORTED_ROW_IDS_SPECS) {
-      store.addSortedRowIdsListener(t, c, d, o, l, record('sortedRowIds' + s, asIs), mutator);
+    for (const [kind, method, wildcards, resolve] of KINDS) {
+      if (wanted(kind + s)) {
+        const ids = new Array(wildcards).fill(null);
+        store[method](...ids, record(kind + s, resolve), mutator);
+      }
+    }
+    if (wanted('sortedRowIds' + s)) {
+      for (const [t, c, d, o, l] of SORTED_ROW_IDS_SPECS) {
+        store.addSortedRowIdsListener(t, c, d, o, l, record('sortedRowIds' + s, asIs), mutator);
+      }
     }
   }
-  store.addStartTransactionListener(() => log.push(encode(['startTransaction'])));
+  if (wanted('startTransaction')) {
+    store.addStartTransactionListener(() => log.push(encode(['startTransaction'])));
+  }
   const finishEntry = (kind) => () => {
     const entry = [kind, store.getTransactionChanges()];
     if (withTransactionLog) entry.push(store.getTransactionLog());
     log.push(encode(entry, store));
   };
-  store.addWillFinishTransactionListener(finishEntry('willFinishTransaction'));
-  store.addDidFinishTransactionListener(finishEntry('didFinishTransaction'));
+  if (wanted('willFinishTransaction')) {
+    store.addWillFinishTransactionListener(finishEntry('willFinishTransaction'));
+  }
+  if (wanted('didFinishTransaction')) {
+    store.addDidFinishTransactionListener(finishEntry('didFinishTransaction'));
+  }
 };
 
 /** Runs one op; returns its raw result (may throw, as TinyBase does). */
@@ -282,10 +304,37 @@ const runCaught = (store, op) => {
   }
 };
 
-const replay = (program, withTransactionLog) => {
+// Reactions: listeners that run ops on the Store when called, registered after the
+// logging listeners. Mutator ones may change the Store mid-transaction; in non-mutator
+// ones TinyBase ignores changes. Their results are not logged; their effects are.
+const REACTION_METHODS = {
+  cell: ['addCellListener', 3],
+  row: ['addRowListener', 2],
+  table: ['addTableListener', 1],
+  tables: ['addTablesListener', 0],
+  value: ['addValueListener', 1],
+  values: ['addValuesListener', 0],
+};
+
+const registerReactions = (store, reactions) => {
+  for (const {kind, ids, mutator, ops} of reactions ?? []) {
+    const [method, count] = REACTION_METHODS[kind];
+    const path = [...ids, null, null, null].slice(0, count);
+    store[method](
+      ...path,
+      () => {
+        for (const op of ops) runCaught(store, op);
+      },
+      mutator,
+    );
+  }
+};
+
+const replay = (program, withTransactionLog, kinds, reactions) => {
   const store = createStore();
   const log = [];
-  registerListeners(store, log, withTransactionLog);
+  registerListeners(store, log, withTransactionLog, kinds);
+  registerReactions(store, reactions);
   const steps = [];
   for (const op of program) {
     const result = runCaught(store, op);
@@ -309,7 +358,15 @@ for await (const line of lines) {
   try {
     const request = JSON.parse(line);
     id = request.id ?? null;
-    reply = {id, steps: replay(decode(request.program), !!request.transactionLog)};
+    reply = {
+      id,
+      steps: replay(
+        decode(request.program),
+        !!request.transactionLog,
+        request.listeners,
+        decode(request.reactions),
+      ),
+    };
   } catch (error) {
     reply = {id, fatal: String(error?.stack ?? error)};
   }

@@ -298,7 +298,7 @@ mutations = st.one_of(
     ),
     st.builds(
         lambda i, x, reuse: _drop_absent(_op("addRow", tableId=i, row=x, reuseRowIds=reuse)),
-        arg_table_ids,
+        table_ids,  # addRow validates before stringifying: a JS quirk we do not copy
         maybe_rows,
         maybe_absent_bool,
     ),
@@ -398,9 +398,7 @@ getters = st.one_of(
         row_ids,
         cell_ids,
     ),
-    st.builds(
-        lambda n, i: _op(n, valueId=i), st.sampled_from(["getValue", "hasValue"]), value_ids
-    ),
+    st.builds(lambda n, i: _op(n, valueId=i), st.sampled_from(["getValue", "hasValue"]), value_ids),
 )
 
 simple_ops = st.one_of(mutations, mutations, mutations, getters)
@@ -484,13 +482,28 @@ class NodeReplayer:
             self._lines.put(line)
         self._lines.put("")
 
-    def run(self, program: list[dict[str, Any]], *, transaction_log: bool = False) -> list[Any]:
+    def run(
+        self,
+        program: list[dict[str, Any]],
+        *,
+        transaction_log: bool = False,
+        listeners: list[str] | None = None,
+        reactions: list[dict[str, Any]] | None = None,
+    ) -> list[Any]:
         """Replay ``program`` on TinyBase; return its decoded steps."""
         assert self._proc.stdin is not None
         self._next_id += 1
-        flag = "true" if transaction_log else "false"
-        program_text = program_to_json(program)
-        request = f'{{"id":{self._next_id},"transactionLog":{flag},"program":{program_text}}}\n'
+        header = json.dumps(
+            {"id": self._next_id, "transactionLog": transaction_log, "listeners": listeners}
+        )
+        request = (
+            header[:-1]
+            + ',"reactions":'
+            + program_to_json(reactions or [])
+            + ',"program":'
+            + program_to_json(program)
+            + "}\n"
+        )
         self._proc.stdin.write(request)
         self._proc.stdin.flush()
         try:
@@ -542,7 +555,51 @@ def _resolve(kind: str, args: tuple[Any, ...]) -> list[Any]:
     return [FN_MARK if callable(a) else a for a in args]
 
 
-def _register_listeners(store: Any, log: list[Any], transaction_log: bool) -> None:
+# (kind, Store method, number of wildcard Ids) for every wildcard listener kind.
+LISTENER_KINDS: list[tuple[str, str, int]] = [
+    ("hasTables", "add_has_tables_listener", 0),
+    ("tables", "add_tables_listener", 0),
+    ("tableIds", "add_table_ids_listener", 0),
+    ("hasTable", "add_has_table_listener", 1),
+    ("table", "add_table_listener", 1),
+    ("tableCellIds", "add_table_cell_ids_listener", 1),
+    ("hasTableCell", "add_has_table_cell_listener", 2),
+    ("rowCount", "add_row_count_listener", 1),
+    ("rowIds", "add_row_ids_listener", 1),
+    ("hasRow", "add_has_row_listener", 2),
+    ("row", "add_row_listener", 2),
+    ("cellIds", "add_cell_ids_listener", 2),
+    ("hasCell", "add_has_cell_listener", 3),
+    ("cell", "add_cell_listener", 3),
+    ("invalidCell", "add_invalid_cell_listener", 3),
+    ("hasValues", "add_has_values_listener", 0),
+    ("values", "add_values_listener", 0),
+    ("valueIds", "add_value_ids_listener", 0),
+    ("hasValue", "add_has_value_listener", 1),
+    ("value", "add_value_listener", 1),
+    ("invalidValue", "add_invalid_value_listener", 1),
+]
+ALL_LISTENER_NAMES: list[str] = [
+    *(kind + s for s in ("", "*") for kind in [k for k, _, _ in LISTENER_KINDS] + ["sortedRowIds"]),
+    "startTransaction",
+    "willFinishTransaction",
+    "didFinishTransaction",
+]
+# Some listener subsets: the Store may skip work when no listener of a kind exists, so
+# those paths are replayed too (None = every kind).
+listener_subsets = st.one_of(
+    st.just(None),
+    st.just(None),
+    st.lists(st.sampled_from(ALL_LISTENER_NAMES), max_size=4, unique=True),
+)
+
+
+def _register_listeners(
+    store: Any, log: list[Any], transaction_log: bool, kinds: list[str] | None = None
+) -> None:
+    def wanted(kind: str) -> bool:
+        return kinds is None or kind in kinds
+
     def record(kind: str) -> Callable[..., None]:
         def listener(_store: Any, *args: Any) -> None:
             # Copied at call time, as store_replay.mjs encodes at call time.
@@ -552,31 +609,17 @@ def _register_listeners(store: Any, log: list[Any], transaction_log: bool) -> No
 
     for mutator in (False, True):
         s = "*" if mutator else ""
-        store.add_has_tables_listener(record("hasTables" + s), mutator)
-        store.add_tables_listener(record("tables" + s), mutator)
-        store.add_table_ids_listener(record("tableIds" + s), mutator)
-        store.add_has_table_listener(None, record("hasTable" + s), mutator)
-        store.add_table_listener(None, record("table" + s), mutator)
-        store.add_table_cell_ids_listener(None, record("tableCellIds" + s), mutator)
-        store.add_has_table_cell_listener(None, None, record("hasTableCell" + s), mutator)
-        store.add_row_count_listener(None, record("rowCount" + s), mutator)
-        store.add_row_ids_listener(None, record("rowIds" + s), mutator)
-        store.add_has_row_listener(None, None, record("hasRow" + s), mutator)
-        store.add_row_listener(None, None, record("row" + s), mutator)
-        store.add_cell_ids_listener(None, None, record("cellIds" + s), mutator)
-        store.add_has_cell_listener(None, None, None, record("hasCell" + s), mutator)
-        store.add_cell_listener(None, None, None, record("cell" + s), mutator)
-        store.add_invalid_cell_listener(None, None, None, record("invalidCell" + s), mutator)
-        store.add_has_values_listener(record("hasValues" + s), mutator)
-        store.add_values_listener(record("values" + s), mutator)
-        store.add_value_ids_listener(record("valueIds" + s), mutator)
-        store.add_has_value_listener(None, record("hasValue" + s), mutator)
-        store.add_value_listener(None, record("value" + s), mutator)
-        store.add_invalid_value_listener(None, record("invalidValue" + s), mutator)
-        for t, c, d, o, lim in SORTED_ROW_IDS_SPECS:
-            store.add_sorted_row_ids_listener(t, c, d, o, lim, record("sortedRowIds" + s), mutator)
+        for kind, method, wildcards in LISTENER_KINDS:
+            if wanted(kind + s):
+                getattr(store, method)(*[None] * wildcards, record(kind + s), mutator)
+        if wanted("sortedRowIds" + s):
+            for t, c, d, o, lim in SORTED_ROW_IDS_SPECS:
+                store.add_sorted_row_ids_listener(
+                    t, c, d, o, lim, record("sortedRowIds" + s), mutator
+                )
 
-    store.add_start_transaction_listener(lambda _s: log.append(["startTransaction"]))
+    if wanted("startTransaction"):
+        store.add_start_transaction_listener(lambda _s: log.append(["startTransaction"]))
 
     def finish(kind: str) -> Callable[[Any], None]:
         def listener(_store: Any) -> None:
@@ -587,8 +630,72 @@ def _register_listeners(store: Any, log: list[Any], transaction_log: bool) -> No
 
         return listener
 
-    store.add_will_finish_transaction_listener(finish("willFinishTransaction"))
-    store.add_did_finish_transaction_listener(finish("didFinishTransaction"))
+    if wanted("willFinishTransaction"):
+        store.add_will_finish_transaction_listener(finish("willFinishTransaction"))
+    if wanted("didFinishTransaction"):
+        store.add_did_finish_transaction_listener(finish("didFinishTransaction"))
+
+
+# Reactions: listeners that run ops when called (see store_replay.mjs).
+REACTION_METHODS: dict[str, tuple[str, int]] = {
+    "cell": ("add_cell_listener", 3),
+    "row": ("add_row_listener", 2),
+    "table": ("add_table_listener", 1),
+    "tables": ("add_tables_listener", 0),
+    "value": ("add_value_listener", 1),
+    "values": ("add_values_listener", 0),
+}
+
+
+def _register_reactions(store: Any, reactions: list[dict[str, Any]]) -> None:
+    for reaction in reactions:
+        method, count = REACTION_METHODS[reaction["kind"]]
+        path = [*reaction["ids"], None, None, None][:count]
+
+        def react(*_args: Any, ops: list[dict[str, Any]] = reaction["ops"]) -> None:
+            for op in ops:
+                _run_caught(store, op)
+
+        getattr(store, method)(*path, react, reaction["mutator"])
+
+
+_reaction_ops = st.one_of(
+    st.builds(
+        lambda r, c, x: _op("setCell", tableId="t1", rowId=r, cellId=c, cell=x),
+        st.sampled_from(["r0", "r1"]),
+        st.sampled_from(["c0", "c1"]),
+        st.one_of(st.integers(0, 3), st.booleans(), st.just([])),
+    ),
+    st.builds(
+        lambda v, x: _op("setValue", valueId=v, value=x),
+        st.sampled_from(["v0", "v1"]),
+        st.integers(0, 3),
+    ),
+    st.builds(lambda r: _op("delRow", tableId="t0", rowId=r), st.sampled_from(["r0", "r1"])),
+    st.builds(lambda v: _op("delValue", valueId=v), st.sampled_from(["v0", "v1"])),
+    st.sampled_from([_op("delTables"), _op("delValues"), _op("delTable", tableId="t1")]),
+)
+
+
+@st.composite
+def _reaction(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(list(REACTION_METHODS)))
+    count = REACTION_METHODS[kind][1]
+    pools = (
+        [["t0", "t1"], ["r0", "r1"], ["c0", "c1"]]
+        if kind in ("cell", "row", "table", "tables")
+        else [["v0", "v1"]]
+    )
+    ids = [draw(st.one_of(st.none(), st.sampled_from(pools[i]))) for i in range(count)]
+    return {
+        "kind": kind,
+        "ids": ids,
+        "mutator": draw(st.booleans()),
+        "ops": draw(st.lists(_reaction_ops, min_size=1, max_size=2)),
+    }
+
+
+reaction_lists = st.one_of(st.just([]), st.lists(_reaction(), min_size=1, max_size=2))
 
 
 _NO_ARG_GETTERS = {
@@ -722,11 +829,14 @@ def replay_python(
     store_factory: Callable[[], Any],
     *,
     transaction_log: bool = False,
+    listeners: list[str] | None = None,
+    reactions: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Replay ``program`` on a fresh Python Store; same step shape as store_replay.mjs."""
     store = store_factory()
     log: list[Any] = []
-    _register_listeners(store, log, transaction_log)
+    _register_listeners(store, log, transaction_log, listeners)
+    _register_reactions(store, reactions or [])
     steps = []
     for op in program:
         result = _run_caught(store, op)

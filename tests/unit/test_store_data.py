@@ -6,6 +6,7 @@ import datetime
 import decimal
 import enum
 import math
+from typing import Any
 
 import pytest
 
@@ -150,7 +151,7 @@ def test_set_cell_and_value_mappers(store: Store) -> None:
 
 
 def test_json_cells_are_copied_in_and_out(store: Store) -> None:
-    cell = {"list": [1, 2], "nested": {"x": None}}
+    cell: dict[str, Any] = {"list": [1, 2], "nested": {"x": None}}
     store.set_cell("t", "r", "c", cell)
     cell["list"].append(3)
     out = store.get_cell("t", "r", "c")

@@ -309,6 +309,6 @@ def test_listener_stats(store: Store) -> None:
 
 def test_listener_must_be_callable(store: Store) -> None:
     with pytest.raises(TypeError):
-        store.add_tables_listener("not callable")
+        store.add_tables_listener("not callable")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         store.add_cell_listener(1.5, None, None, lambda *a: None)  # type: ignore[arg-type]

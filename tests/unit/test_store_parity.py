@@ -631,6 +631,27 @@ SCENARIOS: dict[str, list[Any]] = {
         ["getValuesSchemaJson"],
         ["getValues"],
     ],
+    "mutators_see_invalid_input_added_by_mutators": [
+        ["listen", "InvalidCell", [None, None, None], True, [["setCell", "t", "r", "n", "bad"]]],
+        ["listen", "InvalidValue", [None], True, [["setValue", "n", "bad"]]],
+        ["listen", "HasRow", [None, None], True, [["setCell", "t", "q", "n", 1]]],
+        ["listen", "RowCount", [None], True, [["delRow", "t", "gone"]]],
+        *ALL_LISTENERS,
+        ["setTablesSchema", {"t": {"n": {"type": "number"}, "s": {"type": "string"}}}],
+        ["setValuesSchema", {"n": {"type": "number"}}],
+        ["setRow", "t", "gone", {"n": 0}],
+        [
+            "transaction",
+            [
+                ["setCell", "t", "a", "s", 1],
+                ["setCell", "t", "r", "n", "bad"],
+                ["setCell", "t", "r", "s", "ok"],
+                ["setValue", "n", "bad"],
+                ["setValue", "x", 1],
+            ],
+            False,
+        ],
+    ],
     "listener_errors": [
         ["listenThrow", "Cell", [None, None, None], True],
         *ALL_LISTENERS,

@@ -91,7 +91,8 @@ def test_cell_schema_validation(cell_schema: Any, kept: Any) -> None:
 
 def test_invalid_whole_schema_is_ignored() -> None:
     store = create_store().set_tables_schema({"t": {"c": {"type": "string"}}})
-    for bad in ({}, {"t": {}}, {"t": {"c": {"type": "bad"}}}, [], "schema", None):
+    bad_schemas: list[Any] = [{}, {"t": {}}, {"t": {"c": {"type": "bad"}}}, [], "schema", None]
+    for bad in bad_schemas:
         store.set_tables_schema(bad)
     assert json.loads(store.get_tables_schema_json()) == {"t": {"c": {"type": "string"}}}
     store.set_values_schema({"v": {"type": "number"}})

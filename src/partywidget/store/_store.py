@@ -196,6 +196,13 @@ class Store(StoreTransactions):
     Listeners added with ``call_listener`` get ``None`` for arguments that only a real
     change provides (TinyBase passes nothing).
 
+    Quirks of TinyBase 10.0.1 that are mirrored on purpose, for identical behaviour
+    with JavaScript peers: rolling back a transaction cannot restore a JSON cell or value
+    (its old encoded form is refused as a reserved string and reported invalid), and a
+    JSON schema default is reported to invalid-cell listeners when it is applied. The
+    transaction log (``get_transaction_log``) holds decoded cells, where TinyBase's holds
+    the encoded JSON text.
+
     Not thread-safe, by design: like TinyBase's, the Store must be used from one thread
     (the widget and persister marshal calls onto their loop thread).
     """
@@ -361,7 +368,10 @@ class Store(StoreTransactions):
             return self
         if transactions == -1:
             return self
-        self.start_transaction()
+        if self._start_transaction_listeners:
+            self.start_transaction()
+        else:
+            self._transactions = 1
         try:
             self._set_cell_now(table_id, row_id, cell_id, cell, mapper)
             self.finish_transaction()

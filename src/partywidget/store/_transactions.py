@@ -293,20 +293,23 @@ class StoreTransactions(StoreCore):
         tree = self._invalid_cell_listeners[mutator]
         invalid_cells = self._invalid_cells
         if mutator:
+            # Like TinyBase's mapClone3, copy the maps but share the lists of invalid
+            # cells, so invalid input added by a mutator listener shows up in later calls.
             invalid_cells = {
-                t: {r: {c: list(v) for c, v in cells.items()} for r, cells in rows.items()}
+                t: {r: dict(cells) for r, cells in rows.items()}
                 for t, rows in invalid_cells.items()
             }
         for table_id, rows in list(invalid_cells.items()):
             for row_id, cells in list(rows.items()):
                 for cell_id, invalids in list(cells.items()):
+                    # (Non-mutators cannot add invalid input; mutators iterate a copy.)
                     self._registry.call(tree, [table_id, row_id, cell_id], invalids)
 
     def _call_invalid_value_listeners(self, mutator: int) -> None:
         tree = self._invalid_value_listeners[mutator]
         invalid_values = self._invalid_values
         if mutator:
-            invalid_values = {v: list(values) for v, values in invalid_values.items()}
+            invalid_values = dict(invalid_values)  # lists shared, as TinyBase's mapClone
         for value_id, invalids in list(invalid_values.items()):
             self._registry.call(tree, [value_id], invalids)
 
