@@ -148,8 +148,10 @@ class _Demo:
             bob,
             "bob",
             "pets: fido, felix",
-            lambda: bob.get_cell("pets", "felix", "age") == 7
-            and bob.get_cell("pets", "fido", "age") == 3,
+            lambda: (
+                bob.get_cell("pets", "felix", "age") == 7
+                and bob.get_cell("pets", "fido", "age") == 3
+            ),
         )
 
         self.pause()

@@ -43,7 +43,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js"),
 ]
 
-EXAMPLES = diff_examples_default() or 250
+EXAMPLES = diff_examples_default() or 800
 
 
 @pytest.fixture(scope="module")

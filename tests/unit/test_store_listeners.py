@@ -312,3 +312,23 @@ def test_listener_must_be_callable(store: Store) -> None:
         store.add_tables_listener("not callable")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         store.add_cell_listener(1.5, None, None, lambda *a: None)  # type: ignore[arg-type]
+
+
+def test_listeners_added_or_deleted_during_a_call(store: Store) -> None:
+    # As JavaScript's Set iteration in TinyBase: a listener added to a leaf being called is
+    # called too (after the others); a deleted one is not called any more.
+    log: list[str] = []
+    later: list[str] = []
+
+    def first(s: Store, *_: Any) -> None:
+        log.append("first")
+        if not later:
+            later.append(s.add_cell_listener("t", "r", "c", lambda *a: log.append("added")))
+            s.add_cell_listener("t", None, "c", lambda *a: log.append("added_wild"))
+            s.del_listener(doomed)
+
+    store.add_cell_listener("t", "r", "c", first)
+    doomed = store.add_cell_listener("t", "r", "c", lambda *a: log.append("doomed"))
+    store.add_cell_listener("t", None, "c", lambda *a: log.append("wild"))
+    store.set_cell("t", "r", "c", 1)
+    assert log == ["first", "added", "wild", "added_wild"]

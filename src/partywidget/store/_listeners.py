@@ -72,6 +72,7 @@ class ListenerRegistry:
         self._records: dict[str, _Record] = {}
         self._pool: list[str] = []
         self._next_id = 0
+        self._added = 0  # how many listeners were ever added (to spot additions mid-call)
 
     def _new_id(self) -> str:
         if self._pool:
@@ -97,6 +98,7 @@ class ListenerRegistry:
         if not callable(listener):
             raise TypeError(f"listener must be callable, not {type(listener).__name__}")
         listener_id = self._new_id()
+        self._added += 1
         full_path = path if path is not None else _ROOT
         self._records[listener_id] = _Record(
             listener, tree, full_path, path_getters, extra_args, extra_count
@@ -175,10 +177,27 @@ class ListenerRegistry:
         owner = self._owner
         records = self._records
         for leaf in nodes:
-            for listener_id in list(leaf):
+            added = self._added
+            listener_ids = list(leaf)
+            for listener_id in listener_ids:
                 record = records.get(listener_id)
                 if record is not None:
                     record.listener(owner, *args)
+            if self._added != added:
+                # A listener was added meanwhile: like JavaScript's Set iteration, also
+                # call the ones that joined this leaf.
+                self._call_added(leaf, set(listener_ids), args)
+
+    def _call_added(self, leaf: Tree, done: set[str], args: tuple[Any, ...]) -> None:
+        while True:
+            new_ids = [listener_id for listener_id in leaf if listener_id not in done]
+            if not new_ids:
+                return
+            for listener_id in new_ids:
+                done.add(listener_id)
+                record = self._records.get(listener_id)
+                if record is not None:
+                    record.listener(self._owner, *args)
 
     def call_then_throw(self, tree: Tree) -> None:
         """Call every listener without path; re-raise the first error after all ran."""
