@@ -75,7 +75,7 @@ def _show(x: Any) -> str:
 def _step_difference(js: dict[str, Any], py: dict[str, Any]) -> str | None:
     """Which observable part of one step differs, with both sides shown."""
     cjs, cpy = canon_step(js), canon_step(py)
-    for field in ("result", "content", "json", "schemaJson"):
+    for field in ("result", "content", "json", "contentJson", "schemaJson"):
         if cjs[field] != cpy[field]:
             return f"{field}:\n    TinyBase: {_show(js[field])}\n    Python:   {_show(py[field])}"
     for index, (a, b) in enumerate(zip(cjs["log"], cpy["log"], strict=False)):

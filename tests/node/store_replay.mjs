@@ -3,8 +3,8 @@
 // Why: TinyBase's own behaviour is the specification of partywidget.Store. This process
 // reads one JSON line per program on stdin, replays it on a fresh createStore() with
 // wildcard listeners of every kind registered up front, and writes one JSON line back
-// with, for each top-level step: the op's result, the content afterwards, getJson() text
-// and the ordered log of every listener call. The Python test replays the same program
+// with, for each top-level step: the op's result, the content afterwards, getJson() and
+// JSON.stringify(getContent()) text and the ordered log of every listener call. The Python test replays the same program
 // on our Store and compares.
 //
 // Transport: JSON cannot carry `undefined` or -0, so both are tagged both ways:
@@ -343,6 +343,7 @@ const replay = (program, withTransactionLog, kinds, reactions) => {
       result,
       content: encode(store.getContent()),
       json: store.getJson(),
+      contentJson: JSON.stringify(store.getContent()),
       schemaJson: store.getSchemaJson(),
       log: entries,
     });

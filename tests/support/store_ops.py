@@ -29,6 +29,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from partywidget.codec import js_dumps
 from partywidget.model import DELETED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +71,7 @@ arg_value_ids = st.one_of(value_ids, value_ids, value_ids, st.integers(0, 1))
 
 # Text without lone surrogates (JSON text cannot round-trip them reliably; the codec
 # rejects them) and without "$" so our wire tags cannot collide with user keys.
-_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="$")
+_chars = st.characters(exclude_categories=["Cs"], exclude_characters="$")
 plain_text = st.text(_chars, max_size=6)
 special_strings = st.sampled_from(
     ["", "0", "17", "01", "-1", "a", "A", "b", '"', "\\", 'x"y\\z', "é", "😀", "\u2028", "null"]
@@ -847,6 +848,7 @@ def replay_python(
                 "result": result,
                 "content": store.get_content(),
                 "json": store.get_json(),
+                "contentJson": js_dumps(store.get_content()),
                 "schemaJson": store.get_schema_json(),
                 "log": entries,
             }
@@ -902,6 +904,7 @@ def canon_step(step: dict[str, Any]) -> dict[str, Any]:
         "result": canon(step["result"]),
         "content": canon(step["content"]),
         "json": step["json"],
+        "contentJson": step["contentJson"],
         "schemaJson": step["schemaJson"],
         "log": [canon(entry) for entry in step["log"]],
     }
