@@ -519,7 +519,7 @@ class NodeReplayer:
             raise RuntimeError(f"store_replay.mjs failed: {reply.get('fatal', reply)}")
         return [
             {
-                key: (value if key in ("json", "schemaJson") else decode_node(value))
+                key: (value if key.endswith("Json") or key == "json" else decode_node(value))
                 for key, value in step.items()
             }
             for step in reply["steps"]
