@@ -231,6 +231,26 @@ FIXED_PROGRAMS: dict[str, list[dict[str, Any]]] = {
         {"op": "setJson", "json": "{"},
         {"op": "applyChanges", "changes": [{"t1": DELETED}, {}, 1]},
     ],
+    "unsafe_integers_round_like_javascript": [
+        {"op": "setValue", "valueId": "v0", "value": 2**53 + 1},
+        {"op": "setValue", "valueId": "v0", "value": float(2**53)},
+        {"op": "setRow", "tableId": "t0", "rowId": "r0", "row": {"c0": 2**60 + 1, "c1": [10**30]}},
+        {"op": "setCell", "tableId": "t0", "rowId": "r0", "cellId": "c0", "cell": float(2**60)},
+    ],
+    "strings_and_arrays_own_index_keys": [
+        {"op": "setValuesSchema", "schema": {"0": {"type": "string"}, "v1": {"type": "number"}}},
+        {"op": "setValues", "values": "x"},
+        {"op": "setValues", "values": [1, 2]},
+        {
+            "op": "setTablesSchema",
+            "schema": {"t0": {"0": {"type": "string"}, "1": {"type": "number"}}},
+        },
+        {"op": "setRow", "tableId": "t0", "rowId": "r0", "row": "😀"},
+        {"op": "setRow", "tableId": "t0", "rowId": "r0", "row": "é"},
+        {"op": "setTablesSchema", "schema": {"t0": {"0": {"type": "string", "default": "d"}}}},
+        {"op": "setRow", "tableId": "t0", "rowId": "r0", "row": "é"},
+        {"op": "setRow", "tableId": "t0", "rowId": "r0", "row": 5},
+    ],
     "sorted_row_ids": [
         {
             "op": "setTable",

@@ -2,19 +2,20 @@
 //
 // Why: TinyBase's own behaviour is the specification of partywidget.Store. This process
 // reads one JSON line per program on stdin, replays it on a fresh createStore() with
-// wildcard listeners of every kind registered up front, and writes one JSON line back
-// with, for each top-level step: the op's result, the content afterwards, getJson() and
-// JSON.stringify(getContent()) text and the ordered log of every listener call. The Python test replays the same program
-// on our Store and compares.
+// wildcard listeners registered up front, and writes one JSON line back with, for each
+// top-level op: its result, the content afterwards, getJson(), getSchemaJson() and
+// JSON.stringify(getContent()) text, and the ordered log of every listener call. The
+// Python side (tests/support/store_ops.py) replays the same program on our Store.
 //
 // Transport: JSON cannot carry `undefined` or -0, so both are tagged both ways:
-// {"$undefined":true} and {"$negzero":true}. Functions passed to listeners are
-// resolved the same way on both sides (see `resolveArgs`).
+// {"$undefined":true} and {"$negzero":true}; a thrown error is {"$error": name}, the
+// Store itself "$store", a function "$fn". Listener arguments are encoded when the
+// listener is called (see registerListeners).
 //
 // Request:  {"id": n, "program": [op, ...], "transactionLog": bool,
 //            "listeners": null (all) or ["cell", "cell*", "didFinishTransaction", ...],
 //            "reactions": [{"kind": "cell", "ids": [t, r, c], "mutator": bool, "ops": []}]}
-// Response: {"id": n, "steps": [{"result", "error", "content", "json", "log"}]}
+// Response: {"id": n, "steps": [{result, content, json, contentJson, schemaJson, log}]}
 //           or {"id": n, "fatal": "message"} if the harness itself failed.
 import {createInterface} from 'node:readline';
 import {createStore} from 'tinybase';

@@ -23,6 +23,7 @@ _pw_dump({
     "drawn": drawn, "redraws": refresh.calls, "pending": refresh.pending,
     "rows": len(_frame), "dtypes": {c: str(t) for c, t in _frame.dtypes.items()},
     "table": w.get_table("readings"),
+    "png": plot(_frame).data[:8] == b"\\x89PNG\\r\\n\\x1a\\n",
     "summary": _pw_json.loads(summarize(_frame).to_json(orient="index")),
 })
 """
@@ -38,6 +39,7 @@ def test_dashboard_follows_the_sensor_hub_and_a_second_client(kernel_env: None) 
         state = run.json(STATE)
         assert state["returncode"] == 0  # the hub confirmed its last reading on the server
         assert state["rows"] == SENSORS * COUNT
+        assert state["png"] is True  # what draw() shows is a real PNG chart
         assert state["drawn"]["rows"] == SENSORS * COUNT  # the last redraw saw everything
         assert 1 <= state["redraws"] <= state["revision"]
         assert state["dtypes"] == {

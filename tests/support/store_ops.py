@@ -84,9 +84,10 @@ ints = st.one_of(
     st.integers(-3, 20),
     st.integers(-MAX_SAFE, MAX_SAFE),
     st.sampled_from([0, -1, 2**31, 2**32, MAX_SAFE, -MAX_SAFE]),
+    # Beyond 2**53 JavaScript holds the nearest double; so must our Store.
+    st.sampled_from([2**53 + 1, -(2**53) - 1, 2**60 + 1, 10**30]),
 )
-# Floats JSON can carry. Integral floats beyond 2**53 stay floats, so both sides hold
-# the very same double (Python ints that large are refused by our Store by design).
+# Floats JSON can carry (JSON text of a float parses to the same double in JavaScript).
 floats = st.one_of(
     st.sampled_from([-0.0, 0.0, 0.1, 1e-7, 1e21, 1e-21, 1.5, -2.5, float(2**60), 1e300, 5e-324]),
     st.floats(allow_nan=False, allow_infinity=False),
@@ -328,6 +329,15 @@ mutations = st.one_of(
     st.builds(lambda i, v: _op("setValue", valueId=i, value=v), arg_value_ids, any_cells),
     st.builds(lambda c: _op("applyChanges", changes=c), changes_),
     st.builds(lambda j: _op("setJson", json=j), json_texts),
+    st.builds(
+        lambda n, j: _op(n, json=j),
+        st.sampled_from(["setTablesJson", "setValuesJson"]),
+        st.one_of(
+            st.builds(_json_text, maybe_tables_obj),
+            st.builds(_json_text, maybe_values_obj),
+            st.sampled_from(["", "{", "null", "[]", '{"v0":"\ufffd{}"}']),
+        ),
+    ),
     st.builds(lambda s: _op("setTablesSchema", schema=s), tables_schemas),
     st.builds(lambda s: _op("setValuesSchema", schema=s), values_schemas),
     st.builds(
@@ -377,6 +387,7 @@ getters = st.one_of(
                 "getValuesSchemaJson",
                 "hasTablesSchema",
                 "hasValuesSchema",
+                "getTransactionChanges",
             ]
         ]
     ),
@@ -715,6 +726,7 @@ _NO_ARG_GETTERS = {
     "getValuesSchemaJson": "get_values_schema_json",
     "hasTablesSchema": "has_tables_schema",
     "hasValuesSchema": "has_values_schema",
+    "getTransactionChanges": "get_transaction_changes",
     "delTables": "del_tables",
     "delValues": "del_values",
     "delSchema": "del_schema",

@@ -24,6 +24,7 @@ from partywidget.store._js import js_keys, js_number_str
 __all__ = [
     "JSON_PREFIX",
     "MAX_INT",
+    "MAX_SAFE_INT",
     "UNDEFINED_MARKER",
     "cell_type",
     "decode_if_json",
@@ -40,6 +41,10 @@ JSON_PREFIX: Final = "\ufffd"
 UNDEFINED_MARKER: Final = "\ufffc"
 
 MAX_INT: Final = int(1.7976931348623157e308)
+# Beyond this, JavaScript holds the nearest double, not the integer: a Python int that
+# large is kept as that double (as float, like the codec decodes it from the wire), so
+# that our Store, get_json and every peer see the same number.
+MAX_SAFE_INT: Final = 2**53
 # ToNumber of an integer beyond the double range is Infinity: not a cell.
 _TYPES_MESSAGE: Final = "cells and values must be str, int, float, bool, None, or dict/list of them"
 
@@ -73,8 +78,10 @@ def py_json(value: Any, place: Callable[[], str], path: str = "") -> Any:
     if cls is str or cls is bool or value is None:
         return value
     if cls is int:
-        if -MAX_INT <= value <= MAX_INT:
+        if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
             return value
+        if -MAX_INT <= value <= MAX_INT:
+            return float(value)
         _bad(place, value, path, "integer outside the range of a double", ValueError)
     if cls is float:
         if math.isfinite(value):
@@ -111,7 +118,7 @@ def py_cell(value: Any, place: Callable[[], str]) -> Any:
     if cls is float:
         if value - value == 0.0:  # finite
             return value
-    elif cls is int and -MAX_INT <= value <= MAX_INT:
+    elif cls is int and -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
         return value
     return py_json(value, place)
 

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from partywidget.model import DELETED, Changes
-from partywidget.store._cells import MAX_INT as _MAX_INT
+from partywidget.store._cells import MAX_SAFE_INT as _MAX_SAFE_INT
 from partywidget.store._cells import json_parse, py_cell, py_json, where
 from partywidget.store._js import js_keys
 from partywidget.store._listeners import NO_ID, Listener, Tree, tree_size
@@ -350,7 +350,7 @@ class Store(StoreTransactions):
             or cls is bool
             or cell is None
             or (cls is float and cell - cell == 0.0)
-            or (cls is int and -_MAX_INT <= cell <= _MAX_INT)
+            or (cls is int and -_MAX_SAFE_INT <= cell <= _MAX_SAFE_INT)
         ):
             pass
         elif callable(cell):
