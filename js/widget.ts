@@ -109,6 +109,7 @@ class View {
   private readonly valuesPanel = h("div", "pw-values");
   private readonly onMsg = (msg: any) => this.receive(msg);
   private readonly onStatus = () => this.renderStatus();
+  private readonly onSchema = () => this.queueRedraw();
 
   constructor(
     private readonly model: Model,
@@ -147,6 +148,7 @@ class View {
     model.on("msg:custom", this.onMsg);
     for (const name of ["status", "error", "notice", "host", "room", "read_only"])
       model.on(`change:${name}`, this.onStatus);
+    model.on("change:tables_schema", this.onSchema);
     this.renderStatus();
     this.renderTabs();
     this.renderValues();
@@ -158,6 +160,7 @@ class View {
     this.model.off("msg:custom", this.onMsg);
     for (const name of ["status", "error", "notice", "host", "room", "read_only"])
       this.model.off(`change:${name}`, this.onStatus);
+    this.model.off("change:tables_schema", this.onSchema);
     this.store.delTables().delValues();
   }
 
@@ -342,8 +345,18 @@ class View {
     });
   }
 
+  /** The kernel Store's schema for a table ({} without one); the mirror has none. */
+  private schemaOf(tableId: string): Record<string, { type?: string }> {
+    const schema = (this.model.get("tables_schema") ?? {}) as Record<string, Record<string, { type?: string }>>;
+    return schema[tableId] ?? {};
+  }
+
+  /** Columns as the DataFrame has them: schema order first, then first-seen order. */
   private columns(tableId: string): string[] {
-    return this.store.getTableCellIds(tableId);
+    const ordered = Object.keys(this.schemaOf(tableId));
+    const seen = new Set(ordered);
+    for (const cellId of this.store.getTableCellIds(tableId)) if (!seen.has(cellId)) ordered.push(cellId);
+    return ordered;
   }
 
   private rowOrder(tableId: string): string[] {
@@ -428,6 +441,8 @@ class View {
   }
 
   private columnKind(tableId: string, cellId: string): string {
+    const typed = this.schemaOf(tableId)[cellId]?.type;
+    if (typed) return typed;
     for (const rowId of this.store.getRowIds(tableId)) {
       const value = this.store.getCell(tableId, rowId, cellId);
       if (value !== undefined) return cellKind(value);

@@ -1,7 +1,7 @@
-"""``partywidget`` command line: ``partywidget serve`` runs a room server.
+"""``partywidget`` command line: ``serve`` runs a room server, ``demo`` shows sync.
 
-Subcommands are argparse sub-parsers so that others (``demo``) can be added beside
-``serve`` without touching it.
+Subcommands are argparse sub-parsers, each with a ``handler(args) -> exit code``, so a new
+one is a few lines beside the others.
 """
 
 from __future__ import annotations
@@ -146,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-body-mib", type=float, default=64.0, help="max HTTP body (MiB)")
     serve.set_defaults(handler=_serve)
+
+    from partywidget import demo  # light: the widget is imported only when it runs
+
+    demo_parser = commands.add_parser(
+        "demo",
+        help="two Python clients in one room, showing edits crossing both ways",
+        description="Two Python clients in one room, showing edits crossing both ways.",
+    )
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(handler=demo.run)
     return parser
 
 

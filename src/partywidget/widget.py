@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import pathlib
 import socket as _socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anywidget
 import pandas as pd
@@ -42,23 +43,41 @@ import traitlets
 
 from . import frames as _frames
 from ._loop import LoopRunner
-from .codec import CodecError, decode_changes, encode_changes, encode_content
-from .model import DELETED, Changes
+from .changes import changes_is_empty, diff_content
+from .codec import CodecError, decode_changes, decode_content, encode_changes, encode_content
+from .model import DELETED, Changes, Content
 
 if TYPE_CHECKING:
-    from .persister import Persister
+    from .partykit.persister import PartyKitPersister
     from .server import ServerThread
     from .store import Store
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_HOST", "PartyStoreWidget", "resolve_host"]
 
 log = logging.getLogger(__name__)
+#: The package logger: the embedded-server notice goes here at INFO, so it is not written
+#: to stderr (Python's last-resort handler only prints WARNING and above) unless the
+#: user configures logging; the widget shows the same notice as a banner.
+package_log = logging.getLogger("partywidget")
 
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 1999
 DEFAULT_HOST = f"{DEFAULT_ADDRESS}:{DEFAULT_PORT}"
 #: Cells per snapshot message: ~20k cells is a few hundred kB, small enough for the comm.
 SNAPSHOT_CHUNK_CELLS = 20_000
+#: ``close()``: seconds to let messages already handed to an open socket reach the network,
+#: and to wait for the persister to wind down (it finishes in the background after that).
+CLOSE_DRAIN_TIMEOUT = 2.0
+CLOSE_DESTROY_TIMEOUT = 2.0
+#: ``until()`` re-checks its predicate on every transaction and status change, and at
+#: least this often (for predicates that look at things outside the widget).
+UNTIL_POLL_INTERVAL = 0.1
+#: Seconds between ``flush()``'s confirming GETs while the server still differs.
+FLUSH_RETRY_INTERVAL = 0.2
+#: PartySocket options the widget sets itself (from its own arguments).
+_RESERVED_SOCKET_OPTIONS = frozenset({"host", "room", "party", "query"})
 
 _STATIC = pathlib.Path(__file__).parent / "static"
 _FALLBACK_ESM = """
@@ -99,7 +118,7 @@ def _start_embedded() -> ServerThread:
                 _embedded = run_in_thread(host=DEFAULT_ADDRESS, port=0)
         if not _embedded_logged:
             _embedded_logged = True
-            log.warning(
+            package_log.info(
                 "partywidget: no room server answered at %s; started an embedded one at %s "
                 "(rooms live in this process's memory)",
                 f"{DEFAULT_ADDRESS}:{DEFAULT_PORT}",
@@ -192,6 +211,9 @@ class PartyStoreWidget(anywidget.AnyWidget):
     party = traitlets.Unicode("main").tag(sync=True)
     notice = traitlets.Unicode("").tag(sync=True)
     read_only = traitlets.Bool(False).tag(sync=True)
+    #: The Store's tables schema, for the grid: its column order (schema order, like the
+    #: DataFrames) and the types it parses typed-in text to. Small, and rarely changes.
+    tables_schema = traitlets.Dict().tag(sync=True)
     # Not synced on purpose: it changes on every transaction and the view has its own
     # delta stream; syncing it would double the bytes of every remote change.
     revision = traitlets.Int(0)
@@ -209,8 +231,20 @@ class PartyStoreWidget(anywidget.AnyWidget):
         initial_content: Any = None,
         read_only: bool = False,
         config: Any = None,
+        socket_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        """See the class docstring. ``config`` goes to the PartyKit persister (TinyBase's
+        ``store_protocol``/``store_path``/``message_prefix`` and ours, e.g. ``resync``);
+        ``socket_options`` go to :class:`~partywidget.partykit.socket.PartySocket`, e.g.
+        ``{"ping_interval": 5, "ping_timeout": 5}`` (keepalive, seconds) or
+        ``{"min_reconnection_delay": 1}``."""
+        socket_kwargs = dict(socket_options or {})
+        reserved = _RESERVED_SOCKET_OPTIONS & set(socket_kwargs)
+        if reserved:
+            raise ValueError(
+                f"socket_options {sorted(reserved)} are set by the widget's own arguments"
+            )
         resolved, notice = resolve_host(host)
         super().__init__(
             room=room,
@@ -239,6 +273,7 @@ class PartyStoreWidget(anywidget.AnyWidget):
             values_schema,
             query,
             config,
+            socket_kwargs,
         )
         self._start_task = self._runner.spawn(self._start(initial_content))
 
@@ -251,6 +286,7 @@ class PartyStoreWidget(anywidget.AnyWidget):
         values_schema: Mapping[str, Any] | None,
         query: Any,
         config: Any,
+        socket_kwargs: dict[str, Any],
     ) -> None:
         from .partykit.persister import create_partykit_persister
         from .partykit.socket import PartySocket
@@ -262,18 +298,21 @@ class PartyStoreWidget(anywidget.AnyWidget):
             self._store.set_tables_schema(dict(tables_schema))
         if values_schema is not None:
             self._store.set_values_schema(dict(values_schema))
+        self._sync_schema()
         self._frames = _frames.FrameCache(self._store)
         self._transaction_listener = self._store.add_did_finish_transaction_listener(
             self._on_transaction
         )
-        self._socket = PartySocket(self.host, self.room, party=self.party, query=query)
+        self._socket = PartySocket(
+            self.host, self.room, party=self.party, query=query, **socket_kwargs
+        )
         for kind in ("open", "close", "error"):
             self._socket.add_event_listener(kind, self._on_socket_event)
         if config is None:
             # TinyBase defaults the load URL to https; a local/private host (where the
             # socket uses ws://) is almost always plain http, like our embedded server.
             config = "http" if self._socket.room_url.startswith("ws://") else "https"
-        self._persister: Persister = create_partykit_persister(
+        self._persister: PartyKitPersister = create_partykit_persister(
             self._store, self._socket, config, self._on_ignored_error
         )
 
@@ -329,9 +368,14 @@ class PartyStoreWidget(anywidget.AnyWidget):
         return self._store
 
     @property
-    def persister(self) -> Persister:
+    def persister(self) -> PartyKitPersister:
         """The PartyKit persister keeping :attr:`store` in sync with the room."""
         return self._persister
+
+    @property
+    def store_url(self) -> str:
+        """The room's HTTP store URL (``GET`` it for what the server holds)."""
+        return self._persister.store_url
 
     @property
     def socket(self) -> Any:
@@ -382,6 +426,119 @@ class PartyStoreWidget(anywidget.AnyWidget):
                 "use `await widget.ready()` instead"
             )
         return self._runner.run(self._wait_ready_on_loop(), timeout)
+
+    # -- waiting: until, flush ----------------------------------------------------------------
+
+    def _awaitable_or_wait(
+        self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float | None
+    ) -> Any:
+        """``make()`` as an awaitable on the widget's loop thread, else its result (blocking).
+
+        Why both: in a kernel the cell runs *on* the loop that does the work, so blocking
+        would freeze it (the caller must ``await``); a script's thread is not the loop's,
+        so it can simply wait. Forgetting ``await`` in a kernel shows Python's "coroutine
+        was never awaited" warning rather than a silent no-op.
+        """
+        if self._runner.in_loop_thread():
+            return asyncio.wait_for(make(), timeout)
+        return self._runner.run(make(), timeout)
+
+    async def _until_on_loop(self, predicate: Callable[[], T]) -> T:
+        while True:
+            result = predicate()
+            if result:
+                return result
+            if self._closed:
+                raise RuntimeError("widget is closed")
+            event = self._state_changed
+            assert event is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), UNTIL_POLL_INTERVAL)
+
+    def until(self, predicate: Callable[[], T], timeout: float | None = 30.0) -> Any:
+        """Wait until ``predicate()`` is truthy and return its value (``TimeoutError`` after
+        ``timeout`` seconds).
+
+        In a kernel (or any code on the widget's loop): ``await w.until(...)``; in a script:
+        ``w.until(...)`` blocks. The predicate runs on the loop thread, after every
+        transaction and status change (and every 0.1 s), so it may read the widget freely
+        (``w.get_cell``, ``w.status``, ``w.df``) but must be quick and must not block.
+        """
+        return self._awaitable_or_wait(lambda: self._until_on_loop(predicate), timeout)
+
+    def wait_until(self, predicate: Callable[[], T], timeout: float | None = 30.0) -> T:
+        """Blocking :meth:`until` for code that is not on the widget's loop (scripts);
+        raises ``RuntimeError`` on the loop's own thread (use ``await w.until(...)``)."""
+        if self._runner.in_loop_thread():
+            raise RuntimeError(
+                "wait_until() would block the event loop it waits for; "
+                "use `await widget.until(...)` instead"
+            )
+        return self._runner.run(self._until_on_loop(predicate), timeout)
+
+    def _handed_over(self) -> bool:
+        """Every local edit so far is written to an open connection (loop thread only)."""
+        persister, socket = self._persister, self._socket
+        return (
+            persister.is_settled()
+            and socket.ready_state == socket.OPEN
+            and socket.buffered_amount == 0
+        )
+
+    async def _get_server_content(self) -> Content:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.get(self.store_url, headers={"cache-control": "no-store"})
+        response.raise_for_status()
+        text = response.content.decode("utf-8")
+        return decode_content(text) if text else ({}, {})
+
+    async def _flush_on_loop(self, confirm: bool) -> PartyStoreWidget:
+        while True:
+            await self._until_on_loop(self._handed_over)
+            if not confirm:
+                return self
+            try:
+                server = await self._get_server_content()
+            except Exception as error:  # retried until the caller's timeout
+                log.debug("partywidget flush: GET failed: %r", error)
+            else:
+                if self._handed_over() and changes_is_empty(
+                    diff_content(self._store.get_content(), server)
+                ):
+                    return self
+            if self._closed:
+                raise RuntimeError("widget is closed")
+            event = self._state_changed
+            assert event is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), FLUSH_RETRY_INTERVAL)
+
+    def flush(self, timeout: float | None = 30.0, *, confirm: bool = True) -> Any:
+        """Wait until every local edit made so far has been handed to an open socket and,
+        with ``confirm`` (the default), until a ``GET`` of the room equals the local Store.
+
+        Why the ``GET``: a message written to a connection that dies before the server
+        reads it is lost (the protocol has no acknowledgements); the confirmation proves
+        the server holds what we hold. It costs one download of the room per try (pass
+        ``confirm=False`` for very large rooms). While other clients keep writing the two
+        may never be equal: then ``TimeoutError`` after ``timeout`` seconds.
+
+        In a kernel: ``await w.flush()``; in a script ``w.flush()`` blocks. Returns the
+        widget.
+        """
+        return self._awaitable_or_wait(lambda: self._flush_on_loop(confirm), timeout)
+
+    def server_content(self, timeout: float | None = 30.0) -> Any:
+        """What the *server* holds now (a ``GET`` of the room) as Content
+        ``(tables, values)``; awaitable in a kernel, blocking in a script like :meth:`flush`."""
+        return self._awaitable_or_wait(self._get_server_content, timeout)
+
+    def get_content(self) -> Content:
+        """The local Store's content ``(tables, values)`` (copies)."""
+        content: Content = self._runner.call(self._store.get_content)
+        return content
 
     # -- DataFrames -------------------------------------------------------------------------------
 
@@ -486,6 +643,26 @@ class PartyStoreWidget(anywidget.AnyWidget):
         self._check_writable()
         return self._runner.call(self._store.transaction, actions)
 
+    def set_tables_schema(self, tables_schema: Mapping[str, Any]) -> PartyStoreWidget:
+        """``Store.set_tables_schema`` (local: schemas are not synced) and the grid's columns."""
+
+        def apply() -> None:
+            self._store.set_tables_schema(dict(tables_schema))
+            self._sync_schema()
+
+        self._runner.call(apply)
+        return self
+
+    def set_values_schema(self, values_schema: Mapping[str, Any]) -> PartyStoreWidget:
+        """``Store.set_values_schema`` (local: schemas are not synced)."""
+        self._runner.call(self._store.set_values_schema, dict(values_schema))
+        return self
+
+    def _sync_schema(self) -> None:
+        schema = json.loads(self._store.get_tables_schema_json() or "{}")
+        if schema != self.tables_schema:
+            self.tables_schema = schema
+
     def get_table(self, table_id: str) -> dict[str, Any]:
         table: dict[str, Any] = self._runner.call(self._store.get_table, table_id)
         return table
@@ -508,6 +685,7 @@ class PartyStoreWidget(anywidget.AnyWidget):
         if self._closed:
             return
         self.revision += 1
+        self._poke()
         if self._views:
             self._send_delta(changes)
         for callback in list(self._change_callbacks):
@@ -532,6 +710,7 @@ class PartyStoreWidget(anywidget.AnyWidget):
         kind = content.get("kind")
         view = str(content.get("view", ""))
         if kind == "snapshot?":
+            self._sync_schema()  # the Store's schema may have been set directly
             self._views.add(view)
             self._view_seq[view] = 0
             self._send_snapshot(view)
@@ -624,10 +803,31 @@ class PartyStoreWidget(anywidget.AnyWidget):
     # -- closing -------------------------------------------------------------------------------
 
     async def _aclose(self) -> None:
+        """Wind down promptly whatever the connection's state.
+
+        A socket that is not open is closed *first*: the persister's initial load may be
+        waiting for it to open (up to its ``open_timeout``), and closing fails that wait at
+        once, so a widget that never connected closes without delay. An open socket is
+        given a moment to write what was already handed to it, so edits made just before
+        ``close()`` are not dropped. The persister gets a bounded wait; it finishes on the
+        loop in the background if it needs longer (e.g. an HTTP request to a dead host).
+        """
+        socket = self._socket
+        if socket.ready_state != socket.OPEN:
+            socket.close()
+        destroying = asyncio.ensure_future(self._persister.destroy())
         with contextlib.suppress(Exception):
-            await self._persister.destroy()
+            await asyncio.wait_for(asyncio.shield(destroying), CLOSE_DESTROY_TIMEOUT)
+        if socket.ready_state == socket.OPEN and socket.buffered_amount:
+            deadline = asyncio.get_running_loop().time() + CLOSE_DRAIN_TIMEOUT
+            while (
+                socket.ready_state == socket.OPEN
+                and socket.buffered_amount
+                and asyncio.get_running_loop().time() < deadline
+            ):
+                await asyncio.sleep(0.01)
         with contextlib.suppress(Exception):
-            await self._socket.aclose()
+            await socket.aclose()
 
     def _close_on_loop(self) -> None:
         self._store.del_listener(self._transaction_listener)

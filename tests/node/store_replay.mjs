@@ -166,6 +166,15 @@ const registerListeners = (store, log, withTransactionLog, kinds) => {
   }
 };
 
+// Mapper functions for setCell/setValue: 'identity' returns the old cell, 'wrap' puts
+// it in an array, 'const' ignores it.
+const mapper = (a) =>
+  ({
+    identity: (old) => old,
+    wrap: (old) => [old],
+    const: () => a.cell ?? a.value,
+  })[a.mapper];
+
 /** Runs one op; returns its raw result (may throw, as TinyBase does). */
 const runOp = (store, op) => {
   const a = op;
@@ -185,13 +194,13 @@ const runOp = (store, op) => {
     case 'setPartialRow':
       return store.setPartialRow(a.tableId, a.rowId, a.row);
     case 'setCell':
-      return store.setCell(a.tableId, a.rowId, a.cellId, a.cell);
+      return store.setCell(a.tableId, a.rowId, a.cellId, 'mapper' in a ? mapper(a) : a.cell);
     case 'setValues':
       return store.setValues(a.values);
     case 'setPartialValues':
       return store.setPartialValues(a.values);
     case 'setValue':
-      return store.setValue(a.valueId, a.value);
+      return store.setValue(a.valueId, 'mapper' in a ? mapper(a) : a.value);
     case 'applyChanges':
       return store.applyChanges(a.changes);
     case 'setJson':

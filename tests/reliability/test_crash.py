@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ServerProcess, eventually, fetch_content, py_peer
+from reliability_helpers import ServerProcess, eventually, fetch_content, py_peer
 
 from partywidget.partykit.socket import PartySocket
 from support.proxy import TcpProxy
@@ -124,8 +124,7 @@ async def test_kill_9_mid_burst_converges_and_keeps_stored_and_offline_edits(
         # Phase "burst": SIGKILL while all three write.
         journal.phase = "burst"
         tasks = [
-            asyncio.create_task(_burst(p, i, range(60, 400), journal))
-            for i, p in enumerate(peers)
+            asyncio.create_task(_burst(p, i, range(60, 400), journal)) for i, p in enumerate(peers)
         ]
         await eventually(lambda: len(journal.edits) >= 180 + 60, what="burst under way")
         server.kill9()
@@ -158,7 +157,9 @@ async def test_kill_9_mid_burst_converges_and_keeps_stored_and_offline_edits(
     lost = []
     for edit in journal.edits:
         later = [
-            e for e in journal.edits if (e.row, e.cell) == (edit.row, edit.cell) and e.seq > edit.seq
+            e
+            for e in journal.edits
+            if (e.row, e.cell) == (edit.row, edit.cell) and e.seq > edit.seq
         ]
         if not later and tables.get(edit.row, {}).get(edit.cell) != edit.value:
             lost.append(edit)

@@ -4,10 +4,17 @@ A *program* is a list of ops (dicts named after TinyBase's camelCase methods, wi
 their arguments as named fields, absent field = JavaScript ``undefined``). The same
 program is replayed by ``tests/node/store_replay.mjs`` on a real TinyBase 10 Store and
 by :func:`replay_python` on ours; both produce, per top-level op, the op's result, the
-content afterwards, ``getJson()``/``getSchemaJson()`` text and the ordered log of all
-listener calls (wildcard listeners of every kind, mutator and not, registered up front).
-:func:`canon` turns either side's output into one type-strict, JavaScript-key-ordered
-form, so that equality means "TinyBase would have done exactly this".
+content afterwards, ``getJson()``/``getSchemaJson()``/``JSON.stringify(getContent())``
+text (``js_dumps`` on our side) and the ordered log of all listener calls (wildcard
+listeners of every kind, mutator and not, or a random subset of kinds, registered up
+front; optional "reactions" are listeners that themselves run ops). :func:`canon` turns
+either side's output into one type-strict, JavaScript-key-ordered form, so that equality
+means "TinyBase would have done exactly this".
+
+Where the Python API deliberately spells JavaScript's ``undefined`` as ``None`` (getter
+results, optional Ids in listener arguments) or stringifies Ids up front,
+:func:`normalize_node_steps` maps TinyBase's output accordingly; everything else must
+match as is.
 
 Why a hand-rolled canonical form: Python's ``==`` says ``True == 1`` and ignores dict
 order, JSON drops ``undefined`` and ``-0``, and JavaScript objects put array-index keys
@@ -37,6 +44,7 @@ REPLAY_SCRIPT = ROOT / "tests" / "node" / "store_replay.mjs"
 
 UNDEFINED_TAG = "$undefined"
 NEGZERO_TAG = "$negzero"
+NONFINITE_TAG = "$nonfinite"
 STORE_MARK = "$store"
 FN_MARK = "$fn"
 ERROR_TAG = "$error"
@@ -231,6 +239,13 @@ json_texts = st.one_of(
     st.builds(_json_text, tables_obj),
     st.builds(_json_text, st.tuples(maybe_tables_obj, maybe_values_obj).map(list)),
     st.sampled_from(["", "{", "[", "null", "[1,2]", "[[],{}]", "[{},{}]", '"x"', "[null,null]"]),
+    # Numbers JSON.parse turns into Infinity or rounds (beyond 2**53)
+    st.sampled_from(
+        [
+            '[{"t0":{"r0":{"c0":1e400,"c1":-1e400}}},{"v0":1e400}]',
+            '[{"t0":{"r0":{"c0":9007199254740993}}},{"v0":"\ufffd[9007199254740993]"}]',
+        ]
+    ),
 )
 
 
@@ -327,6 +342,21 @@ mutations = st.one_of(
     st.builds(lambda v: _op("setValues", values=v), maybe_values_obj),
     st.builds(lambda v: _op("setPartialValues", values=v), maybe_values_obj),
     st.builds(lambda i, v: _op("setValue", valueId=i, value=v), arg_value_ids, any_cells),
+    # mapper functions: f(old) -> new
+    st.builds(
+        lambda i, r, c, m, x: _op("setCell", tableId=i, rowId=r, cellId=c, mapper=m, cell=x),
+        st.sampled_from(["t0", "t1"]),
+        st.sampled_from(["r0", "r1"]),
+        st.sampled_from(["c0", "c1"]),
+        st.sampled_from(["identity", "wrap", "const"]),
+        any_cells,
+    ),
+    st.builds(
+        lambda i, m, x: _op("setValue", valueId=i, mapper=m, value=x),
+        st.sampled_from(["v0", "v1"]),
+        st.sampled_from(["identity", "wrap", "const"]),
+        any_cells,
+    ),
     st.builds(lambda c: _op("applyChanges", changes=c), changes_),
     st.builds(lambda j: _op("setJson", json=j), json_texts),
     st.builds(
@@ -451,7 +481,7 @@ def program_to_json(program: list[dict[str, Any]]) -> str:
 
 
 def decode_node(obj: Any) -> Any:
-    """Undo store_replay.mjs's tags: undefined -> DELETED, -0 -> -0.0."""
+    """Undo store_replay.mjs's tags: undefined -> DELETED, -0 -> -0.0, Infinity -> inf."""
     if isinstance(obj, list):
         return [decode_node(x) for x in obj]
     if isinstance(obj, dict):
@@ -460,6 +490,8 @@ def decode_node(obj: Any) -> Any:
                 return DELETED
             if obj.get(NEGZERO_TAG) is True:
                 return -0.0
+            if isinstance(obj.get(NONFINITE_TAG), str):
+                return float(obj[NONFINITE_TAG].replace("Infinity", "inf"))
         return {k: decode_node(v) for k, v in obj.items()}
     return obj
 
@@ -739,6 +771,28 @@ def snake(name: str) -> str:
     return "".join("_" + ch.lower() if ch.isupper() else ch for ch in name)
 
 
+def _mapper(store: Any, a: dict[str, Any]) -> Callable[[Any], Any]:
+    """Twin of store_replay.mjs's mapper functions for setCell/setValue.
+
+    Our Store hands mappers ``None`` for an absent cell (the getters' spelling of
+    ``undefined``), so "return the old cell" for an absent one is spelled ``DELETED``,
+    which is what JavaScript's identity mapper returns there (``undefined``).
+    """
+    kind = a["mapper"]
+    if kind == "identity":
+        if "valueId" in a:
+            present = lambda: store.has_value(str(a["valueId"]))  # noqa: E731
+        else:
+            present = lambda: store.has_cell(  # noqa: E731
+                str(a["tableId"]), str(a["rowId"]), str(a["cellId"])
+            )
+        return lambda old: old if present() else DELETED
+    if kind == "wrap":
+        return lambda old: [old]
+    constant = a.get("cell", a.get("value"))
+    return lambda _old: copy.deepcopy(constant)
+
+
 def _run_op(store: Any, op: dict[str, Any]) -> Any:
     """Apply one op to our Store, mapping JS positional args to Python's API."""
     name = op["op"]
@@ -758,11 +812,12 @@ def _run_op(store: Any, op: dict[str, Any]) -> Any:
             return store.add_row(a["tableId"], a["row"], a["reuseRowIds"])
         return store.add_row(a["tableId"], a["row"])
     if name == "setCell":
-        return store.set_cell(a["tableId"], a["rowId"], a["cellId"], a["cell"])
+        cell = _mapper(store, a) if "mapper" in a else a["cell"]
+        return store.set_cell(a["tableId"], a["rowId"], a["cellId"], cell)
     if name in ("setValues", "setPartialValues"):
         return getattr(store, snake(name))(a["values"])
     if name == "setValue":
-        return store.set_value(a["valueId"], a["value"])
+        return store.set_value(a["valueId"], _mapper(store, a) if "mapper" in a else a["value"])
     if name == "applyChanges":
         return store.apply_changes(a["changes"])
     if name in ("setJson", "setTablesJson", "setValuesJson"):

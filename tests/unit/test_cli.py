@@ -42,6 +42,14 @@ def test_default_db_path_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     )
 
 
+def test_demo_is_wired() -> None:
+    from partywidget import demo
+
+    args = build_parser().parse_args(["demo", "--pause", "0", "--room", "r"])
+    assert args.handler is demo.run
+    assert (args.pause, args.room, args.host) == (0.0, "r", None)
+
+
 def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main([])

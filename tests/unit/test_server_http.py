@@ -373,3 +373,28 @@ def test_stop_and_restart_on_same_storage(storage: MemoryStorage) -> None:
     assert not first.running
     with run_in_thread(storage=storage) as second:
         assert httpx.get(f"{second.url}/parties/main/restart/store").text == "[{},{}]"
+
+
+async def test_idle_rooms_are_evicted_and_reloaded_from_storage() -> None:
+    from websockets.asyncio.client import connect
+
+    storage = MemoryStorage()
+    app = create_app(storage=storage, room_idle_timeout=0.05)
+    rooms = app.state.registry.rooms
+    with run_in_thread(app) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+            assert (await c.put("/parties/main/busy/store", content=b"[{},{}]")).status_code == 201
+            async with connect(f"{server.ws_url}/parties/main/busy?_pk=a", open_timeout=30):
+                assert (
+                    await c.put("/parties/main/idle/store", content=b"[{},{}]")
+                ).status_code == 201
+                for _ in range(3000):  # wait (up to ~30 s) for the idle room to go
+                    if ("main", "idle") not in rooms:
+                        break
+                    await asyncio.sleep(0.01)
+                assert ("main", "idle") not in rooms
+                # "busy" was released (after its PUT) before "idle": its timer already
+                # fired, but the open socket kept it.
+                assert ("main", "busy") in rooms
+            # Reloaded from storage on demand.
+            assert (await c.get("/parties/main/idle/store")).text == "[{},{}]"

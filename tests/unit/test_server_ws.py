@@ -370,3 +370,40 @@ async def test_sqlite_durable_across_server_restart(tmp_path: Path) -> None:
         room = Room(second, "main", "durable")
         assert room.get() == before == '[{"t":{"r":{"c":2,"d":"\ufffd{}"}}},{"v":true}]'
         assert room.put("[{},{}]") == 205
+
+
+async def test_a_slow_client_is_dropped_without_stalling_the_room(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    limits = Limits(max_message_size=1024 * 1024, max_send_backlog=1024 * 1024)
+    with (
+        caplog.at_level(logging.WARNING, logger="partywidget.server"),
+        run_in_thread(create_app(limits=limits)) as server,
+    ):
+        room = Room(server, "main", "slow")
+        room.put("[{},{}]")
+        writer = await connect(f"{server.ws_url}{room.path}?_pk=w", max_size=None)
+        fast = await connect(f"{server.ws_url}{room.path}?_pk=f", max_size=None)
+        # max_queue=1: the client library stops reading the socket after one message.
+        slow = await connect(f"{server.ws_url}{room.path}?_pk=s", max_size=None, max_queue=1)
+        chunk = "x" * 256 * 1024
+        received = 0
+
+        async def read_fast() -> None:
+            nonlocal received
+            while received < 200:
+                await recv(fast)
+                received += 1
+
+        reader = asyncio.create_task(read_fast())
+        for i in range(200):
+            await writer.send(f's[{{}},{{"v":"{chunk}","i":{i}}},1]')
+        await asyncio.wait_for(reader, 60)
+        assert received == 200
+        assert any("too slow" in r.getMessage() for r in caplog.records)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(slow.recv(), 60)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        for ws in (writer, fast):
+            await ws.close()

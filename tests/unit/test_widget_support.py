@@ -116,3 +116,72 @@ def deltas(messages: list[dict[str, Any]]) -> list[tuple[int, Any]]:
 
 def view_changes(view: str, seq: int, changes: Any) -> dict[str, Any]:
     return {"kind": "changes", "view": view, "seq": seq, "changes": encode_changes(changes)}
+
+
+# -- blocked-loop scenarios -----------------------------------------------------------------
+
+
+class KeepaliveServer:
+    """The room server on real uvicorn with a short WebSocket keepalive.
+
+    Why not ``run_in_thread``: its uvicorn settings keep the default 20 s ping interval and
+    timeout; these tests need the server to drop a client whose loop is blocked within a
+    second, as a production server would after its (longer) keepalive.
+    """
+
+    def __init__(self, ping_interval: float = 0.3, ping_timeout: float = 0.3) -> None:
+        import asyncio
+
+        import uvicorn
+
+        from partywidget.server import create_app
+        from partywidget.server.thread import bind_socket, uvicorn_config
+
+        self.app = create_app()
+        self._sock = bind_socket("127.0.0.1", 0)
+        self.port = int(self._sock.getsockname()[1])
+        self.host = f"127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(
+            uvicorn_config(self.app, ws_ping_interval=ping_interval, ws_ping_timeout=ping_timeout)
+        )
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self.server.serve(sockets=[self._sock])),
+            name="keepalive-server",
+            daemon=True,
+        )
+        self._thread.start()
+        wait_for(lambda: self.server.started, 30, "the keepalive server to start")
+
+    def connection_ids(self, room: str, party: str = "main") -> set[str]:
+        """Ids (``_pk``) of the sockets the server holds open in ``room`` right now."""
+        live = self.app.state.registry.rooms.get((party, room))
+        return set(live.connections) if live is not None else set()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(15)
+        self._sock.close()
+
+
+class LoopThread:
+    """An event loop on its own thread: a second client that keeps running while the
+    widgets' shared daemon loop is blocked (a widget made on it attaches to it)."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def make(self, factory: Callable[[], Any]) -> Any:
+        import asyncio
+
+        async def on_loop() -> Any:
+            return factory()
+
+        return asyncio.run_coroutine_threadsafe(on_loop(), self.loop).result(30)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(15)

@@ -13,6 +13,7 @@ an encoded ``/`` stays one room id.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -71,6 +72,7 @@ class RoomRegistry:
         parties: Mapping[str, type[PartyServer]],
         storage: Storage,
         limits: Limits,
+        room_idle_timeout: float | None = 60.0,
     ) -> None:
         for name in parties:
             if not name or "/" in name:
@@ -79,6 +81,7 @@ class RoomRegistry:
         self.storage = storage
         self.limits = limits
         self.rooms: dict[tuple[str, str], Room] = {}
+        self.room_idle_timeout = room_idle_timeout
 
     def parse(self, scope: Scope) -> tuple[str, str] | Response:
         """``(party, room)`` for a room URL, else the 404/400 response to send."""
@@ -102,15 +105,41 @@ class RoomRegistry:
             return _plain(400, "Invalid room name")
         return party, room
 
-    async def room(self, party: str, room_id: str) -> Room:
-        """The live room, created (and started: storage loaded) on first use."""
+    def acquire(self, party: str, room_id: str) -> Room:
+        """The live room, created on first use; pair with :meth:`release`.
+
+        A room stays in memory while it is in use (a request in flight or a socket
+        open); once unused for ``room_idle_timeout`` seconds it is dropped, as PartyKit
+        evicts idle Durable Objects, and reloaded from storage when next needed. Callers
+        still ``await room.start()`` (idempotent) before using it.
+        """
         key = (party, room_id)
         room = self.rooms.get(key)
         if room is None:
             room = Room(party, room_id, self.parties[party], self.storage, self.limits)
             self.rooms[key] = room
-        await room.start()
+        room.users += 1
         return room
+
+    def release(self, room: Room) -> None:
+        room.users -= 1
+        if room.users == 0 and self.room_idle_timeout is not None:
+            loop = asyncio.get_running_loop()
+            room.released_at = loop.time()
+            loop.call_later(self.room_idle_timeout, self._evict, room)
+
+    def _evict(self, room: Room) -> None:
+        key = (room.name, room.id)
+        idle = asyncio.get_running_loop().time() - room.released_at
+        assert self.room_idle_timeout is not None
+        if (
+            self.rooms.get(key) is room
+            and room.users == 0
+            and not room.connections
+            and idle >= self.room_idle_timeout * 0.999
+        ):
+            del self.rooms[key]
+            log.debug("%s: evicted after %.1f s idle", room.label, idle)
 
     async def before(
         self, name: str, party: str, room_id: str, request: HTTPConnection
@@ -125,14 +154,20 @@ class RoomRegistry:
         if attr is None:
             return None
         fn: Callable[..., Any]
-        if isinstance(attr, staticmethod | classmethod):
-            fn = getattr(cls, name)
-        else:
-            fn = getattr((await self.room(party, room_id)).server, name)
+        room: Room | None = None
         try:
+            if isinstance(attr, staticmethod | classmethod):
+                fn = getattr(cls, name)
+            else:
+                room = self.acquire(party, room_id)
+                await room.start()
+                fn = getattr(room.server, name)
             result = await maybe_await(fn(request, Lobby(id=room_id, name=party)))
         except HTTPException as error:
             result = Response(error.detail, status_code=error.status_code, headers=error.headers)
+        finally:
+            if room is not None:
+                self.release(room)
         if isinstance(result, Response):
             log.info("%s/%s: %s refused (%d)", party, room_id, name, result.status_code)
             return _cors(result)
@@ -211,12 +246,15 @@ class _HTTPEndpoint:
         refusal = await registry.before("on_before_request", party, room_id, request)
         if refusal is not None:
             return refusal
+        room = registry.acquire(party, room_id)
         try:
-            room = await registry.room(party, room_id)
+            await room.start()
             return await room.server.on_request(request)
         except Exception:
             log.exception("%s/%s: error handling %s", party, room_id, scope["method"])
             return _plain(500, "Internal server error")
+        finally:
+            registry.release(room)
 
 
 async def _deny(websocket: WebSocket, response: Response) -> None:
@@ -247,14 +285,18 @@ class _WebSocketEndpoint:
         if refusal is not None:
             await _deny(websocket, refusal)
             return
+        room = registry.acquire(party, room_id)
         try:
-            room = await registry.room(party, room_id)
-        except Exception:
-            log.exception("%s/%s: room failed to start", party, room_id)
-            await _deny(websocket, _plain(500, "Room failed to start"))
-            return
-        await websocket.accept()
-        await self.serve(websocket, room, connection_id)
+            try:
+                await room.start()
+            except Exception:
+                log.exception("%s/%s: room failed to start", party, room_id)
+                await _deny(websocket, _plain(500, "Room failed to start"))
+                return
+            await websocket.accept()
+            await self.serve(websocket, room, connection_id)
+        finally:
+            registry.release(room)
 
     async def serve(self, websocket: WebSocket, room: Room, connection_id: str) -> None:
         connection = Connection(websocket, connection_id, room)
@@ -319,19 +361,21 @@ def create_app(
     *,
     limits: Limits | None = None,
     close_storage: bool | None = None,
+    room_idle_timeout: float | None = 60.0,
 ) -> Starlette:
     """A Starlette app serving PartyKit-style rooms.
 
     ``parties`` maps party names to server classes (default: ``{"main":
     TinyBasePartyKitServer}``); ``storage`` is a :class:`Storage`, a SQLite file path,
     ``":memory:"`` or ``None`` (in-memory). Storage created here is closed at shutdown;
-    a passed-in instance only if ``close_storage`` is true.
+    a passed-in instance only if ``close_storage`` is true. Rooms unused for
+    ``room_idle_timeout`` seconds are dropped from memory (``None``: never).
     """
     parties = dict(parties) if parties is not None else {"main": TinyBasePartyKitServer}
     store, owned = make_storage(storage)
     if close_storage is None:
         close_storage = owned
-    registry = RoomRegistry(parties, store, limits or Limits())
+    registry = RoomRegistry(parties, store, limits or Limits(), room_idle_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -140,7 +140,7 @@ class Connection:
                 self.id,
                 self._backlog,
             )
-            self.close(1013, "client too slow")
+            self._abort(1013, "client too slow")
             return
         self._queue.append(message)
         self._wakeup.set()
@@ -153,6 +153,24 @@ class Connection:
         self.close_code = code
         self._queue.append(_Close(code, reason))
         self._wakeup.set()
+
+    def _abort(self, code: int, reason: str) -> None:
+        """Drop everything queued and close now: the queue will never drain, so a
+        queued close would never be sent; the memory is released at once."""
+        self._closing = True
+        self.close_code = code
+        self._queue.clear()
+        self._backlog = 0
+        if self._writer is not None:
+            self._writer.cancel()
+        self._writer = asyncio.get_running_loop().create_task(self._close_now(code, reason))
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        # Waits until the transport is writable again, or until uvicorn's keepalive
+        # ping times out and drops a client that stopped reading altogether.
+        with contextlib.suppress(Exception):
+            if self._websocket.application_state == WebSocketState.CONNECTED:
+                await self._websocket.close(code, reason)
 
     async def _write_loop(self) -> None:
         ws = self._websocket
@@ -235,6 +253,8 @@ class Room:
         self.connections: dict[str, Connection] = {}
         self.server = server_class(self)
         self._started: asyncio.Future[None] | None = None
+        self.users = 0  # requests in flight + open sockets (see RoomRegistry.acquire)
+        self.released_at = 0.0
 
     async def start(self) -> None:
         """Run ``on_start`` once; concurrent first callers all wait for the same run."""

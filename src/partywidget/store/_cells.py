@@ -215,13 +215,20 @@ def _parse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _parse_int(text: str) -> int | float:
+    """JSON integers as JavaScript reads them: beyond 2**53, the nearest double."""
+    value = int(text)
+    return value if -MAX_SAFE_INT <= value <= MAX_SAFE_INT else float(text)
+
+
 def json_parse(text: str) -> Any:
-    """``JSON.parse``: like ``json.loads`` but without NaN/Infinity literals."""
-    return json.loads(text, parse_constant=_parse_constant)
+    """``JSON.parse``: like ``json.loads`` but without NaN/Infinity literals, and with
+    unsafe integers rounded to doubles as JavaScript does."""
+    return json.loads(text, parse_constant=_parse_constant, parse_int=_parse_int)
 
 
 def decode_if_json(raw: Any) -> Any:
     """TinyBase's ``decodeIfJson``: a fresh object for encoded JSON, else the value."""
     if raw.__class__ is str and raw[:1] == JSON_PREFIX:
-        return json.loads(raw[1:])
+        return json.loads(raw[1:], parse_int=_parse_int)
     return raw

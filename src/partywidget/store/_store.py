@@ -384,10 +384,11 @@ class Store(StoreTransactions):
         self, table_id: str, row_id: str, cell_id: str, cell: Any, mapper: Any
     ) -> None:
         if mapper is not None:
-            cell = py_cell(
-                mapper(self.get_cell(table_id, row_id, cell_id)),
-                lambda: where("cell", table_id, row_id, cell_id),
-            )
+            cell = mapper(self.get_cell(table_id, row_id, cell_id))
+            # A mapper returning DELETED (JavaScript's undefined) makes an invalid cell,
+            # as in TinyBase, rather than a TypeError.
+            if cell is not DELETED:
+                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
         if self._has_tables_schema:
             valid_cell = self._validated_cell(table_id, row_id, cell_id, cell)
             if valid_cell is DELETED:
@@ -457,7 +458,9 @@ class Store(StoreTransactions):
         self.start_transaction()
         try:
             if mapper is not None:
-                value = py_cell(mapper(self.get_value(value_id)), lambda: where("value", value_id))
+                value = mapper(self.get_value(value_id))
+                if value is not DELETED:  # DELETED: an invalid value, as in TinyBase
+                    value = py_cell(value, lambda: where("value", value_id))
             valid_value = self._validated_value(value_id, value)
             if valid_value is not DELETED:
                 self._set_valid_value(value_id, valid_value)
