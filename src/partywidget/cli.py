@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -15,10 +17,11 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
-__all__ = ["build_parser", "default_db_path", "main"]
+__all__ = ["build_parser", "default_db_path", "load_server_class", "main"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DEFAULT_PORT = 1999  # partykit dev's port: clients written for it work unchanged
@@ -42,6 +45,46 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def load_server_class(spec: str) -> type[Any]:
+    """Resolve ``module:Class`` or ``path/to/file.py:Class`` to a server class.
+
+    Why: a room server with custom ``can_*``/``on_before_*`` hooks (auth, read-only
+    rooms) is a few lines of Python; ``serve --party`` runs it without a script of its own.
+    """
+    target, sep, name = spec.rpartition(":")
+    if not sep or not target or not name:
+        raise ValueError(f"expected MODULE:CLASS or FILE.py:CLASS, got {spec!r}")
+    if target.endswith(".py"):
+        path = Path(target).resolve()
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ValueError(f"cannot load {target!r}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[path.stem] = module
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    cls = getattr(module, name, None)
+    if not isinstance(cls, type):
+        raise ValueError(f"{spec!r} is not a class")
+    return cls
+
+
+def _parties(specs: Sequence[str]) -> dict[str, type[Any]] | None:
+    """``[NAME=]SPEC`` options to the parties mapping (no NAME: party ``main``)."""
+    if not specs:
+        return None
+    from partywidget.server import TinyBasePartyKitServer
+
+    parties: dict[str, type[Any]] = {"main": TinyBasePartyKitServer}
+    for item in specs:
+        name, sep, spec = item.partition("=")
+        if not sep:
+            name, spec = "main", item
+        parties[name] = load_server_class(spec)
+    return parties
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -76,9 +119,9 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_size=int(args.max_body_mib * MIB),
     )
     try:
-        app = create_app(storage=db, limits=limits)
+        app = create_app(_parties(args.party), storage=db, limits=limits)
         sock = bind_socket(host.strip("[]"), args.port)
-    except OSError as error:
+    except (OSError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
@@ -143,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-message-mib", type=float, default=16.0, help="max WebSocket message (MiB)"
+    )
+    serve.add_argument(
+        "--party",
+        metavar="[NAME=]MODULE:CLASS",
+        action="append",
+        default=[],
+        help="serve party NAME (default: main) with a server class, e.g. "
+        "notebooks/classroom_server.py:ClassroomServer; repeatable",
     )
     serve.add_argument("--max-body-mib", type=float, default=64.0, help="max HTTP body (MiB)")
     serve.set_defaults(handler=_serve)

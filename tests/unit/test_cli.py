@@ -145,3 +145,29 @@ def test_default_db_is_created_under_xdg_data_home(tmp_path: Path, served: list[
     assert httpx.put(server.url, content=b"[{},{}]", timeout=TIMEOUT).status_code == 201
     server.stop(signal.SIGTERM)
     assert (tmp_path / "partywidget" / "rooms.sqlite3").is_file()
+
+
+def test_party_option_serves_a_custom_server_class(tmp_path: Path, served: list[Served]) -> None:
+    """``--party [NAME=]FILE.py:Class`` runs hooks from a user's file: here a server that
+    refuses every cell write in party ``locked`` while ``main`` stays the stock server."""
+    module = tmp_path / "locked_server.py"
+    module.write_text(
+        "from partywidget.server import TinyBasePartyKitServer\n\n"
+        "class Locked(TinyBasePartyKitServer):\n"
+        "    async def can_set_cell(self, *args):\n"
+        "        return False\n"
+    )
+    server = Served("--db", ":memory:", "--party", f"locked={module}:Locked")
+    served.append(server)
+    body = b'[{"t":{"r":{"c":1}}},{}]'
+    locked = f"http://{server.host}/parties/locked/room/store"
+    assert httpx.put(locked, content=body, timeout=TIMEOUT).status_code == 201
+    assert httpx.get(locked, timeout=TIMEOUT).text in ("", "[{},{}]")
+    assert httpx.put(server.url, content=body, timeout=TIMEOUT).status_code == 201
+    assert httpx.get(server.url, timeout=TIMEOUT).text == body.decode()
+
+
+@pytest.mark.parametrize("spec", ["nocolon", "json:loads", "partywidget.nope:X"])
+def test_party_option_rejects_bad_specs(spec: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--port", "0", "--db", ":memory:", "--party", spec]) == 1
+    assert "error:" in capsys.readouterr().err
