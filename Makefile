@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup system-deps node-deps py-deps js demo test lint unit interop browser bench clean
+.PHONY: setup system-deps node-deps py-deps js demo demo-terminal test lint unit interop browser bench clean
 
 setup: system-deps node-deps py-deps
 
@@ -41,8 +41,15 @@ test: setup js lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # The README's main job.
+# The README's main job: JupyterLab on the quickstart notebook; the widget starts the
+# embedded room server itself. Root needs --allow-root; no browser here just prints the URL.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 demo: setup js
-	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 $(ROOT_FLAG) notebooks/01_quickstart.ipynb
+
+# Terminal-only main job for machines without a browser.
+demo-terminal: setup js
+	$(VENV)/bin/partywidget demo
 
 bench: setup js
 	$(PY) -m benchmarks

@@ -266,15 +266,21 @@ class PartyStoreWidget(anywidget.AnyWidget):
         self._loaded = False
         self._state_changed: asyncio.Event | None = None
         self.on_msg(self._on_custom_msg)
-        self._runner.call(
-            self._setup_on_loop,
-            store,
-            tables_schema,
-            values_schema,
-            query,
-            config,
-            socket_kwargs,
-        )
+        try:
+            self._runner.call(
+                self._setup_on_loop,
+                store,
+                tables_schema,
+                values_schema,
+                query,
+                config,
+                socket_kwargs,
+            )
+        except BaseException:
+            # bad options (e.g. an unknown socket option): no half-made widget left behind
+            self._closed = True
+            super().close()
+            raise
         self._start_task = self._runner.spawn(self._start(initial_content))
 
     # -- setup (on the loop thread) --------------------------------------------------------
@@ -835,8 +841,13 @@ class PartyStoreWidget(anywidget.AnyWidget):
         self._poke()
 
     def close(self) -> None:
-        """Stop syncing (persister destroyed, socket closed) and close the widget's comm."""
-        if self._closed:
+        """Stop syncing (persister destroyed, socket closed) and close the widget's comm.
+
+        Prompt in every state: a socket that never connected is dropped at once; edits
+        already handed to an open socket get up to ``CLOSE_DRAIN_TIMEOUT`` seconds to be
+        written (use :meth:`flush` first to be sure the server has them).
+        """
+        if getattr(self, "_closed", True):  # closed, or __init__ failed before setup
             super().close()
             return
         self._closed = True

@@ -194,7 +194,7 @@ def test_host_resolution(monkeypatch, port, caplog):
     monkeypatch.setattr(widget_mod, "DEFAULT_PORT", port)
     monkeypatch.setattr(widget_mod, "_embedded", None)
     monkeypatch.setattr(widget_mod, "_embedded_logged", False)
-    with caplog.at_level(logging.WARNING, logger="partywidget.widget"):
+    with caplog.at_level(logging.INFO, logger="partywidget"):
         w1 = PartyStoreWidget("emb")
         w2 = PartyStoreWidget("emb")
     try:

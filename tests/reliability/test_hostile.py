@@ -1,0 +1,340 @@
+"""Hostile input, case by case, against a real ``partywidget serve`` subprocess.
+
+For every case: the server stays up and serves others, no unhandled exception (no
+traceback in its log), the room's stored content is unchanged, and the rejection is in
+the log with its reason. The log is the subprocess's stderr (``--log-level info``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from reliability_helpers import TIMEOUT, ServerProcess
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+pytestmark = pytest.mark.timeout(120)
+
+MIB = 1024 * 1024
+INITIAL = '[{"t":{"r":{"c":1,"obj":"\\ufffd{\\"a\\":[1]}"}}},{"v":"x"}]'
+
+
+class Hostile:
+    """One server, one room with known content, and log inspection since a mark."""
+
+    def __init__(self, server: ServerProcess, room: str) -> None:
+        self.server = server
+        self.room = room
+        self.url = server.store_url(room)
+        self._mark = 0
+
+    def mark(self) -> None:
+        self._mark = len(self.server.log_text())
+
+    def new_log(self) -> str:
+        return self.server.log_text()[self._mark :]
+
+    async def wait_log(self, pattern: str) -> str:
+        """Wait until a log line since the mark matches ``pattern``; return it."""
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                match = re.search(pattern, self.new_log())
+                if match:
+                    line_start = self.new_log().rfind("\n", 0, match.start()) + 1
+                    line_end = self.new_log().find("\n", match.end())
+                    return self.new_log()[line_start:line_end]
+                await asyncio.sleep(0.05)
+
+    async def body(self) -> str:
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            response = await client.get(self.url)
+        assert response.status_code == 200
+        return response.text
+
+    def ws(self, pk: str) -> Any:
+        return connect(self.server.ws_url(self.room, pk), open_timeout=TIMEOUT, max_size=None)
+
+    async def round_trip(self) -> None:
+        """A valid edit from one connection reaches another: the server still serves."""
+        async with self.ws("rt-a") as a, self.ws("rt-b") as b:
+            await a.send('s[{},{"alive":"\ufffc"},1]')
+            assert await asyncio.wait_for(b.recv(), TIMEOUT) == 's[{},{"alive":"\ufffc"},1]'
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    tmp = tmp_path_factory.mktemp("hostile")
+    process = ServerProcess(tmp / "rooms.sqlite3", tmp / "server.log").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def hostile(server: ServerProcess, request: pytest.FixtureRequest) -> AsyncIterator[Hostile]:
+    room = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:60] + uuid.uuid4().hex[:8]
+    h = Hostile(server, room)
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        assert (await client.put(h.url, content=INITIAL)).status_code == 201
+    before = await h.body()
+    h.mark()
+    yield h
+    assert server.running, "the server died"
+    assert await h.body() == before, "rejected input changed the room"
+    await h.round_trip()
+    assert await h.body() == before
+    assert _unexpected_tracebacks(h.new_log()) == []
+
+
+def _unexpected_tracebacks(log: str) -> list[str]:
+    """Tracebacks in the log, except uvicorn's own report of invalid UTF-8 in a text
+    frame (logged by uvicorn's websockets-sansio protocol before it closes with 1007;
+    our application never sees the frame)."""
+    blocks = re.split(r"\n(?=\d{4}-\d\d-\d\d )", log)
+    return [
+        b[:500]
+        for b in blocks
+        if "Traceback" in b and "Invalid UTF-8 sequence received from client" not in b
+    ]
+
+
+async def _put(h: Hostile, content: Any, **headers: str) -> int:
+    async with httpx.AsyncClient(timeout=60) as client:
+        # PUT to a second room: the first exists (205 would hide the validation).
+        url = h.url.replace(f"/{h.room}/", f"/{h.room}-put/")
+        response = await client.put(url, content=content, headers=headers)
+        assert response.headers.get("access-control-allow-origin") == "*"
+        if response.status_code >= 400:
+            assert (await client.get(url)).text == ""  # nothing stored
+        return response.status_code
+
+
+async def _send(h: Hostile, message: str | bytes, *, text: bool | None = None) -> None:
+    """Send from one connection, then a probe; the handler finished the message once the
+    probe's broadcast reaches a second connection (messages of one socket are ordered)."""
+    async with h.ws("hostile") as bad, h.ws("watcher") as watcher:
+        await bad.send(message, text=text)
+        await bad.send('s[{},{"probe":"\ufffc"},1]')
+        got = await asyncio.wait_for(watcher.recv(), TIMEOUT)
+        assert got == 's[{},{"probe":"\ufffc"},1]', got  # nothing of the bad message
+
+
+# -- size ---------------------------------------------------------------------------------
+async def test_100_mb_body_with_length_is_refused(hostile: Hostile) -> None:
+    assert await _put(hostile, b"[" + b" " * (100 * MIB) + b"]") == 413
+    await hostile.wait_log(r"request body over \d+ bytes refused \(413\)")
+
+
+async def test_100_mb_body_streamed_without_length_is_refused(hostile: Hostile) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b" " * MIB
+
+    assert await _put(hostile, chunks()) == 413
+    await hostile.wait_log(r"request body over \d+ bytes refused \(413\)")
+
+
+async def test_oversize_websocket_message_closes_1009(hostile: Hostile) -> None:
+    async with hostile.ws("big") as ws:
+        await ws.send('s[{"t":{"r":{"c":"' + "x" * (17 * MIB) + '"}}},{},1]')
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    await hostile.wait_log(r"message over \d+ bytes, closing with 1009")
+
+
+# -- depth, ids ---------------------------------------------------------------------------
+DEEP = "[" * 10_000 + "]" * 10_000
+
+
+async def test_10000_deep_json_body(hostile: Hostile) -> None:
+    assert await _put(hostile, DEEP) == 400
+    deep_cell = '[{"t":{"r":{"c":' + DEEP + "}}},{}]"
+    assert await _put(hostile, deep_cell) == 400
+    await hostile.wait_log(r"PUT refused \(400\): JSON nested")
+
+
+async def test_10000_deep_json_message(hostile: Hostile) -> None:
+    await _send(hostile, "s" + DEEP)
+    await _send(hostile, 's[{"t":{"r":{"c":' + DEEP + "}}},{},1]")
+    await hostile.wait_log(r"rejected changes: JSON nested")
+
+
+@pytest.mark.parametrize("where", ["table", "row", "cell", "value"])
+async def test_1_mb_ids(hostile: Hostile, where: str) -> None:
+    big = "i" * MIB
+    ids = {"table": (big, "r", "c"), "row": ("t", big, "c"), "cell": ("t", "r", big)}
+    if where == "value":
+        tables: dict[str, Any] = {}
+        values = {big: 1}
+    else:
+        t, r, c = ids[where]
+        tables, values = {t: {r: {c: 1}}}, {}
+    assert await _put(hostile, json.dumps([tables, values])) == 400
+    await hostile.wait_log(r"PUT refused \(400\): id too long")
+    await _send(hostile, "s" + json.dumps([tables, values, 1]))
+    await hostile.wait_log(r"rejected changes: id too long")
+
+
+async def test_overlong_and_control_room_names(hostile: Hostile) -> None:
+    base = f"http://{hostile.server.host}/parties/main/"
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        assert (await client.get(base + "r" * 300 + "/store")).status_code == 400
+        assert (await client.get(base + "a%00b/store")).status_code == 400
+        # A newline never matches a route at all (404 from the router, nothing touched).
+        assert (await client.get(base + "a%0Ab/store")).status_code in (400, 404)
+        # A 1 MB URL is refused by the HTTP parser itself; the server stays up.
+        with pytest.raises(httpx.HTTPError):
+            response = await client.get(base + "r" * MIB + "/store")
+            assert response.status_code >= 400
+            raise httpx.HTTPError("refused")
+    await hostile.wait_log(r"refused invalid room name")
+
+
+# -- encodings ----------------------------------------------------------------------------
+async def test_invalid_utf8_body(hostile: Hostile) -> None:
+    # Decoded with U+FFFD replacements, which then misuse the JSON-cell marker.
+    assert await _put(hostile, b'[{"t":{"r":{"c":"\xff\xfe"}}},{}]') == 400
+    assert await _put(hostile, b'[{"t":{"r":{"c":"\xed\xa0\x80"}}},{}]') == 400  # CESU
+    await hostile.wait_log(r"PUT refused \(400\)")
+
+
+async def test_invalid_utf8_text_frame_closes_1007(hostile: Hostile) -> None:
+    async with hostile.ws("utf8") as ws:
+        await ws.send(b's[{},{"v":"\xff"},1]', text=True)  # a *text* frame, bad bytes
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+    await hostile.wait_log(r"close main/\S+ id=utf8 code=1007")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '[{"t":{"r":{"c":"\\ud800"}}},{}]',
+        '[{"t":{"r":{"\\udfff":1}}},{}]',
+        '[{},{"v":"a\\ud83d"}]',
+    ],
+)
+async def test_lone_surrogates(hostile: Hostile, payload: str) -> None:
+    assert await _put(hostile, payload) == 400
+    await hostile.wait_log(r"PUT refused \(400\): .*surrogate")
+    await _send(hostile, "s" + payload[:-1] + ",1]")
+    await hostile.wait_log(r"rejected changes: .*surrogate")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        [{"t": {"r": {"c": "\ufffc"}}}, {}],  # a deletion inside Content
+        [{}, {"v": "\ufffc"}],
+        [{"t": {"r": {"c": "\ufffdnot json"}}}, {}],  # JSON-cell marker, not JSON
+        [{"t": {"r": {"c": "\ufffd"}}}, {}],
+        [{}, {"v": "\ufffd[1,"}],
+        [{}, {"v": '\ufffd"just a string"'}],  # JSON, but not an object/array
+        [{"t": {"r": {"c": '\ufffd{"a":"\ufffc"}'}}}, {}],  # deletion inside a cell
+    ],
+)
+async def test_markers_where_they_do_not_belong(hostile: Hostile, content: Any) -> None:
+    """Such cells would be stored and then break every client's load of the room."""
+    text = json.dumps(content, ensure_ascii=False)
+    assert await _put(hostile, text) == 400
+    await hostile.wait_log(r"PUT refused \(400\): .*(marker|reserved|\\ufff)")
+    changes = json.dumps([*content, 1], ensure_ascii=False)
+    if '"\ufffc"' in changes and "\ufffd" not in changes:
+        return  # in Changes a bare "\ufffc" cell/value is a deletion: legal
+    await _send(hostile, "s" + changes)
+    await hostile.wait_log(r"rejected changes: .*(marker|reserved|\\ufff)")
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
+async def test_non_finite_numbers(hostile: Hostile, literal: str) -> None:
+    assert await _put(hostile, '[{"t":{"r":{"c":' + literal + "}}},{}]") == 400
+    await _send(hostile, 's[{},{"v":' + literal + "},1]")
+    await hostile.wait_log(r"rejected changes: .*(not JSON|overflows)")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "[]",
+        "[{}]",
+        "[{},{},1,2]",
+        '{"t":1}',
+        "[[],{},1]",
+        '[{"t":[]},{},1]',
+        '[{"t":{"r":[]}},{},1]',
+        '[{"t":{"r":{"c":1}}},{},0]',
+        '[{"t":{"r":{"c":1}}},{},"one"]',
+        "null",
+        '"s"',
+        '[{"t":{"r":{"c":1}}},{}]',  # Content is not Changes
+        '[{"t":1},{},1]',
+        "[{},[],1]",
+        "",
+        "not json",
+    ],
+)
+async def test_wrong_shapes(hostile: Hostile, payload: str) -> None:
+    await _send(hostile, "s" + payload)
+    await hostile.wait_log(r"rejected changes: ")
+    if payload.endswith(",1]") or payload.endswith(",0]"):
+        return
+    status = await _put(hostile, payload)
+    assert status == 400, (payload, status)
+
+
+async def test_binary_frames_and_foreign_types(hostile: Hostile) -> None:
+    await _send(hostile, b"\x00\x01s[{},{},1]")
+    await hostile.wait_log(r"ignored binary message")
+    await _send(hostile, "x[{},{},1]")
+    await hostile.wait_log(r"ignored message of type 'x'")
+
+
+# -- flood --------------------------------------------------------------------------------
+async def test_flood_of_tiny_messages_is_throttled_without_loss(hostile: Hostile) -> None:
+    """A connection sending far more than the per-connection rate is slowed down
+    (reading paused: TCP back-pressure), never allowed to starve others, and nothing it
+    sent validly is lost."""
+    count = 15_000
+    async with hostile.ws("flooder") as flooder, hostile.ws("other") as other:
+        for i in range(count):
+            await flooder.send(f's[{{}},{{"n":{i}}},1]')
+        line = await hostile.wait_log(r"messages/s.*throttl")
+        assert "id=flooder" in line
+        # Another connection is served while the flood is throttled.
+        async with hostile.ws("bystander") as bystander:
+            await bystander.send('s[{},{"bystander":1},1]')
+            seen = await _recv_until(other, '"bystander"')
+            assert seen
+        await flooder.send('s[{},{"flood":"done"},1]')
+        await _recv_until(other, '"flood":"done"')
+    body = json.loads(await hostile.body())
+    assert body[1]["n"] == count - 1 and body[1]["flood"] == "done"
+    # Restore the room for the fixture's "unchanged" check.
+    async with hostile.ws("cleanup") as ws, hostile.ws("cleanup-watch") as watch:
+        await ws.send('s[{},{"n":"\\ufffc","flood":"\\ufffc","bystander":"\\ufffc"},1]')
+        await _recv_until(watch, '"flood"')
+
+
+async def _recv_until(ws: ClientConnection, needle: str) -> list[str]:
+    seen: list[str] = []
+    async with asyncio.timeout(60):
+        while True:
+            message = await ws.recv()
+            assert isinstance(message, str)
+            seen.append(message)
+            if needle in message:
+                return seen
+
+
+def test_log_has_every_reason(server: ServerProcess, tmp_path: Path) -> None:
+    """Runs last in this module: the log holds no traceback at all."""
+    assert _unexpected_tracebacks(server.log_text()) == []
