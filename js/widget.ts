@@ -9,6 +9,11 @@
 // `seq` numbers each direction's stream; a delta that is not exactly last+1 makes the view
 // ask for a new snapshot (the kernel does the same for a view's stream), so a lost or early
 // message heals itself. Changes are TinyBase Changes encoded as on the PartyKit wire.
+// Only custom messages carry data, never synced traits: marimo re-runs cells when a trait
+// changes from the front-end, and both JupyterLab and marimo deliver custom messages both
+// ways (see the widget module's docstring). The `tables_schema` trait (kernel -> view)
+// orders the columns like the kernel's DataFrames (schema order, then first seen) and
+// types what is typed into a cell.
 //
 // Why a hand-written grid rather than a grid library: the mirror already is the row model
 // (TinyBase Store with per-cell listeners), so the grid only needs to draw the visible

@@ -21,15 +21,26 @@ import asyncio
 import concurrent.futures
 import sys
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["LoopRunner", "attachable_loop", "background_loop", "in_kernel"]
+__all__ = [
+    "LoopRunner",
+    "StallWatch",
+    "attachable_loop",
+    "background_loop",
+    "in_kernel",
+    "stall_watch",
+]
 
 T = TypeVar("T")
 
 _background: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
 _background_lock = threading.Lock()
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StallWatch] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def in_kernel() -> bool:
@@ -79,6 +90,59 @@ def background_loop() -> asyncio.AbstractEventLoop:
         started.wait()
         _background = (loop, thread)
         return loop
+
+
+class StallWatch:
+    """Notices that a loop was blocked: a heartbeat timer that did not run on time.
+
+    Why: user code blocks the widget's loop (a long cell in a kernel, a slow callback on
+    the daemon loop). While it is blocked no keepalive pong goes out, and a server may
+    drop the connection; the loop only learns that when it reads the socket again. Edits
+    made around the block would be written *before* that read, into a connection the
+    server already closed, and be lost. A widget asks :meth:`stalled_for` just before its
+    edits go out and reconnects first when the loop was blocked longer than the
+    keepalive. One watch per loop, shared by its widgets (:func:`stall_watch`); the
+    heartbeat runs only while a widget holds it. Loop thread only.
+    """
+
+    #: Seconds between heartbeats: :meth:`stalled_for` underestimates a block by at most
+    #: this much. A beat costs microseconds; ten a second per loop is negligible.
+    INTERVAL = 0.1
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.last_beat = loop.time()
+        self.users = 0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def acquire(self) -> None:
+        self.users += 1
+        if self._handle is None:
+            self._beat()
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users <= 0 and self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _beat(self) -> None:
+        self.last_beat = self.loop.time()
+        self._handle = self.loop.call_later(self.INTERVAL, self._beat)
+
+    def stalled_for(self) -> float:
+        """Seconds the loop ran no timers beyond the heartbeat's own period (0 normally)."""
+        if self._handle is None:
+            return 0.0
+        return max(0.0, self.loop.time() - self.last_beat - self.INTERVAL)
+
+
+def stall_watch(loop: asyncio.AbstractEventLoop) -> StallWatch:
+    """The :class:`StallWatch` of ``loop`` (created on first use; loop thread only)."""
+    watch = _watches.get(loop)
+    if watch is None:
+        watch = _watches[loop] = StallWatch(loop)
+    return watch
 
 
 class LoopRunner:

@@ -235,10 +235,19 @@ def _check_c_safe(obj: Any) -> None:
         for k, v in obj.items():
             if type(k) is not str or (k[:1] in _DIGITS and _is_index_key(k)):
                 raise _NeedsSlowPath
+            # Scalars inline: a big store is millions of them, a call each is the cost.
+            tv = type(v)
+            if tv is str or tv is bool or v is None:
+                continue
+            if tv is int and -_MAX_SAFE <= v <= _MAX_SAFE:
+                continue
             _check_c_safe(v)
         return
     if t is list or t is tuple:
         for v in obj:
+            tv = type(v)
+            if tv is str or tv is bool or v is None:
+                continue
             _check_c_safe(v)
         return
     raise _NeedsSlowPath
@@ -794,11 +803,29 @@ def _js_number_cell(n: Any, where: str) -> Any:
     return n
 
 
-def _decode_row(row_w: Any, changes: bool, owned: bool, where: str) -> dict[str, Any]:
-    """Decode one wire row (or the values object) in place when we own it."""
+def _row_where(ids: tuple[str, str] | None) -> str:
+    return "values" if ids is None else f"row {ids[0]!r}/{ids[1]!r}"
+
+
+def _decode_row(
+    row_w: Any,
+    changes: bool,
+    owned: bool,
+    ids: tuple[str, str] | None,
+    known: set[str] | None = None,
+) -> dict[str, Any]:
+    """Decode one wire row (``ids`` = (table, row)) or the values (``ids`` None), in place
+    when we own it. ``known`` collects ids already seen to be plain (str, not array
+    indices) in this table: rows made only of those need no key-order check, which is
+    most of a 10-cell row's cost when a whole room is decoded."""
     if type(row_w) is not dict:
-        raise CodecError(f"{where} must be an object")
-    order = _js_order(row_w, where)
+        raise CodecError(f"{_row_where(ids)} must be an object")
+    if known is not None and known.issuperset(row_w):
+        order = None
+    else:
+        order = _js_order(row_w, _row_where(ids))
+        if order is None and known is not None:
+            known.update(row_w)
     row = row_w if owned and order is None else {k: row_w[k] for k in (order or row_w)}
     for cid, cell in row.items():
         t = type(cell)
@@ -806,15 +833,17 @@ def _decode_row(row_w: Any, changes: bool, owned: bool, where: str) -> dict[str,
             if cell and cell[0] in "\ufffc\ufffd":
                 if cell == DELETED_MARKER:
                     if not changes:
+                        where = _row_where(ids)  # built only for the error message
                         raise CodecError(f"deletion in Content at {where}/{cid!r}")
                     row[cid] = DELETED
                 elif cell[0] == JSON_MARKER:
                     row[cid] = _decode_wire_cell(cell, MAX_DEPTH)
-        elif t is int or t is float:
-            if (t is int and not -_MAX_SAFE <= cell <= _MAX_SAFE) or (
-                t is float and not math.isfinite(cell)
-            ):
-                row[cid] = _js_number_cell(cell, f"{where}/{cid!r}")
+        elif t is int:
+            if not -_MAX_SAFE <= cell <= _MAX_SAFE:
+                row[cid] = _js_number_cell(cell, f"{_row_where(ids)}/{cid!r}")
+        elif t is float:
+            if cell - cell != 0.0:  # NaN or infinite
+                row[cid] = _js_number_cell(cell, f"{_row_where(ids)}/{cid!r}")
         elif t is not bool and cell is not None:
             row[cid] = _decode_wire_cell(cell, MAX_DEPTH - 4)
     return row
@@ -830,16 +859,17 @@ def _validate(obj: Any, changes: bool, owned: bool) -> tuple[dict[str, Any], dic
             continue
         table: dict[str, Any] = {}
         table_order = _js_order(table_w, f"table {tid!r}")
+        known: set[str] = set()
         for rid, row_w in _ordered(table_w, table_order).items():
             if changes and row_w == DELETED_MARKER:
                 table[rid] = DELETED
                 continue
-            row = _decode_row(row_w, changes, owned, f"row {tid!r}/{rid!r}")
+            row = _decode_row(row_w, changes, owned, (tid, rid), known)
             if row:
                 table[rid] = row
         if table:
             tables[tid] = table
-    values = _decode_row(values_w, changes, owned, "values")
+    values = _decode_row(values_w, changes, owned, None)
     return tables, values
 
 

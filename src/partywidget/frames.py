@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import gc
+import itertools
 import json
 import math
 import operator
@@ -138,14 +139,18 @@ def _column_array(values: list[Any], dtype: str, kinds: set[type]) -> Any:
 
 
 def _column_values(rows: list[Mapping[str, Any]], cell_id: str) -> list[Any]:
-    """One cell per row (None where missing); C-speed ``itemgetter`` when no row lacks it."""
+    """One cell per row (None where missing); C-speed ``itemgetter`` when no row lacks it,
+    else C-speed ``dict.get`` (the Store's rows are plain dicts)."""
     try:
         return list(map(operator.itemgetter(cell_id), rows))
     except KeyError:
+        if all(row.__class__ is dict for row in rows):
+            return list(map(dict.get, rows, itertools.repeat(cell_id)))  # type: ignore[arg-type]
         return [row.get(cell_id) for row in rows]
 
 
 _JSON_MARKER = "\ufffd"
+_STR_OR_NONE = frozenset({str, type(None)})
 
 
 def _decode_json_cell(value: Any) -> Any:
@@ -155,18 +160,17 @@ def _decode_json_cell(value: Any) -> Any:
 
 
 def _raw_table(store: Store, table_id: str) -> tuple[Mapping[str, Mapping[str, Any]], bool]:
-    """The table's rows, without copying when the Store lets us read its own dicts.
+    """The table's rows, without copying when the Store offers a read-only view.
 
     ``Store.get_table`` builds a fresh decoded copy of every row, which alone costs more
-    than the 100 ms budget for 100k rows. Our Store keeps rows as plain dicts with object
-    and array cells as ``"\ufffd"`` + JSON text (TinyBase's own encoding); we only read
-    them (on the thread that owns the Store) and decode JSON cells column by column. The
-    second result says whether cells may still be encoded.
+    than the 100 ms budget for 100k rows. ``Store.get_table_view`` hands out the Store's
+    own row dicts (object and array cells still as ``"\ufffd"`` + JSON text, TinyBase's
+    encoding); we only read them (on the thread that owns the Store) and decode JSON
+    cells column by column. The second result says whether cells may still be encoded.
     """
-    tables = getattr(store, "_tables", None)
-    if isinstance(tables, dict):
-        table = tables.get(table_id)
-        return (table if isinstance(table, dict) else {}), True
+    get_table_view = getattr(store, "get_table_view", None)
+    if get_table_view is not None:
+        return get_table_view(table_id), True
     return store.get_table(table_id), False
 
 
@@ -198,7 +202,13 @@ def _build_columns(
         values = _column_values(rows, cell_id)
         kinds = set(map(type, values))
         if encoded and str in kinds:
-            texts = values if len(kinds) == 1 else [v for v in values if v.__class__ is str]
+            texts: Iterable[str]
+            if len(kinds) == 1:
+                texts = values
+            elif kinds == _STR_OR_NONE:
+                texts = filter(None, values)  # C-speed; drops None (and empty strings)
+            else:
+                texts = [v for v in values if v.__class__ is str]
             if _JSON_MARKER in "".join(texts):
                 values = [_decode_json_cell(v) for v in values]
                 kinds = set(map(type, values))
@@ -248,6 +258,8 @@ class FrameCache:
         )
 
     def _on_transaction(self, store: Any, *_args: Any) -> None:
+        if not self._entries:
+            return  # nothing cached to patch or drop: skip building the Changes
         tables = store.get_transaction_changes()[0]
         if not tables:
             return

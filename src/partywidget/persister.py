@@ -235,6 +235,8 @@ class Persister:
         self._pending_local: list[Changes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._flush_task: asyncio.Task[None] | None = None
+        # Set by transports that can take local Changes synchronously (_hand_over_now).
+        self._hand_over_sync: Callable[[Changes], None] | None = None
 
         self._applying = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -573,7 +575,40 @@ class Persister:
     def _start_flush(self) -> None:
         self._flush_handle = None
         if self._flush_task is None and self._pending_local and not self._holding_local:
+            if self._hand_over_now():
+                return
             self._flush_task = self._spawn(self._flush())
+
+    def _hand_over_now(self) -> bool:
+        """Hand pending local Changes over right here, if the transport allows it.
+
+        Why: a flush task costs event-loop turns (task start, then the transport's own
+        hops) on every edit's way out, and latency is counted in those turns. A
+        transport whose hand-over is synchronous (``_hand_over_sync``, e.g. PartyKit's
+        queue-a-socket-message) skips the task when nothing else is scheduled or
+        running; the effect is what :meth:`_flush` would do -- same order, same status
+        changes, same stats, errors reported -- one turn earlier. Coalescing is
+        unchanged: this runs at the end of the turn in which the edits were made.
+        """
+        hand_over = self._hand_over_sync
+        if (
+            hand_over is None
+            or self._schedule_lock.locked()
+            or self._active_action is not None
+            or self._closed
+        ):
+            return False
+        while self._pending_local and not self._closed:
+            changes = self._pending_local.pop(0)
+            self._set_status(Status.SAVING)
+            try:
+                hand_over(changes)
+            except Exception as error:
+                self._report(error)
+            finally:
+                self._set_status(Status.IDLE)
+            self._saves += 1
+        return True
 
     async def _flush(self) -> None:
         """Hand pending local Changes to the transport, oldest first, one save each."""

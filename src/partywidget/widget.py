@@ -21,6 +21,38 @@ drifts from the kernel.
 Threads: see :mod:`partywidget._loop`. All Store access goes through the loop thread; in a
 kernel that is the kernel's own thread, so traitlet changes and comm messages happen
 where ipywidgets expects them.
+
+Blocked loops: a cell that blocks the kernel (``time.sleep``, a long computation) stops
+the socket's keepalive. The server then drops the connection (our server after uvicorn's
+ping interval + timeout, 20 s + 20 s by default), or our own keepalive does when the loop
+resumes; either way the socket reconnects and the persister reloads the room and replays
+what it held, so the widget ends ``connected`` with the server's content (tested in a
+real kernel). One more guard keeps edits made just before or after such a block: they
+would otherwise be written into the dead connection before the loop reads that it died
+(and be lost: no acks), so when a loop turn with edits follows a block longer than the
+keepalive's ``ping_timeout`` (a per-loop heartbeat, ``_loop.StallWatch``), the widget
+reconnects first and the persister sends them after its reload.
+``socket_options={"ping_interval": ..., "ping_timeout": ...}`` tunes both. Scripts wait with :meth:`PartyStoreWidget.until` / ``wait_until`` and make
+sure the server holds their edits with :meth:`PartyStoreWidget.flush`.
+
+Hosts other than JupyterLab/Notebook 7 (read in their docs and sources, Nov 2026; neither
+is installed here, so not run):
+
+* VS Code (Jupyter extension): renders widgets with the ipywidgets 8 HTML manager in the
+  notebook's output webview, talking to a regular ipykernel; anywidget loads ``_esm`` /
+  ``_css`` from the synced state, so no lab extension is involved. Custom messages are
+  ordinary comm messages there, the kernel loop is ipykernel's: same behaviour as Lab.
+* marimo: displays an ``AnyWidget`` directly (its anywidget formatter) or through
+  ``mo.ui.anywidget(w)``. Custom messages work both ways: Python ``Widget.send`` reaches
+  ``msg:custom`` listeners (marimo PR #1776, July 2024) and the front-end's
+  ``model.send`` reaches ``on_msg`` handlers (``MarimoComm.handle_msg``; since 0.19.8 as
+  ``model-lifecycle`` "custom" messages). So no traitlet fallback is needed for the
+  data path. marimo's kernel runs cells inside an ``asyncio.run`` control loop that keeps
+  running between cells, so :func:`~partywidget._loop.attachable_loop` attaches the
+  widget to it (a current task exists) and ``await w.ready()`` works; it is not an
+  IPython kernel, so ``in_kernel()`` is False there. marimo re-runs dependent cells
+  when a *synced trait* changes from the front-end; the grid never sets traits (only
+  custom messages), so editing it does not trigger re-runs.
 """
 
 from __future__ import annotations
@@ -42,7 +74,7 @@ import pandas as pd
 import traitlets
 
 from . import frames as _frames
-from ._loop import LoopRunner
+from ._loop import LoopRunner, StallWatch, stall_watch
 from .changes import changes_is_empty, diff_content
 from .codec import CodecError, decode_changes, decode_content, encode_changes, encode_content
 from .model import DELETED, Changes, Content
@@ -76,6 +108,10 @@ CLOSE_DESTROY_TIMEOUT = 2.0
 UNTIL_POLL_INTERVAL = 0.1
 #: Seconds between ``flush()``'s confirming GETs while the server still differs.
 FLUSH_RETRY_INTERVAL = 0.2
+#: A blocked loop is suspected of having lost its connection after the keepalive's
+#: ``ping_timeout`` (see ``_check_stall``), and never below this: shorter blocks are
+#: normal work between heartbeats.
+MIN_STALL_LIMIT = 0.5
 #: PartySocket options the widget sets itself (from its own arguments).
 _RESERVED_SOCKET_OPTIONS = frozenset({"host", "room", "party", "query"})
 
@@ -259,12 +295,20 @@ class PartyStoreWidget(anywidget.AnyWidget):
         self._view_seq: dict[str, int] = {}  # views -> kernel streams
         self._views: set[str] = set()
         #: Message counters (tests, benchmarks, debugging): snapshots and deltas sent.
-        self.stats: dict[str, int] = {"snapshots": 0, "snapshot_parts": 0, "deltas": 0}
+        self.stats: dict[str, int] = {
+            "snapshots": 0,
+            "snapshot_parts": 0,
+            "deltas": 0,
+            "stall_reconnects": 0,
+        }
         self._change_callbacks: list[Callable[[Changes], Any]] = []
         self._closed = False
         self._opened = False
         self._loaded = False
         self._state_changed: asyncio.Event | None = None
+        self._watch: StallWatch | None = None
+        self._stall_limit: float | None = None
+        self._stall_check_queued = False
         self.on_msg(self._on_custom_msg)
         try:
             self._runner.call(
@@ -314,6 +358,15 @@ class PartyStoreWidget(anywidget.AnyWidget):
         )
         for kind in ("open", "close", "error"):
             self._socket.add_event_listener(kind, self._on_socket_event)
+        options = self._socket.party_socket_options
+        ping_interval, ping_timeout = options["ping_interval"], options["ping_timeout"]
+        if ping_interval is not None and ping_timeout is not None:
+            # (keepalive off: the user accepts connections of unknown health.) A server
+            # with the same keepalive can drop us after a block of just over its ping
+            # timeout (its ping went out as the block began), so that is the limit.
+            self._stall_limit = max(MIN_STALL_LIMIT, float(ping_timeout))
+            self._watch = stall_watch(self._runner.loop)
+            self._watch.acquire()
         if config is None:
             # TinyBase defaults the load URL to https; a local/private host (where the
             # socket uses ws://) is almost always plain http, like our embedded server.
@@ -685,7 +738,38 @@ class PartyStoreWidget(anywidget.AnyWidget):
         changes = store.get_transaction_changes()
         if not changes[0] and not changes[1]:
             return
+        if self._watch is not None and not self._stall_check_queued:
+            # Queued before the persister's hand-over of these changes (its listener was
+            # added after ours), so the check runs first: see _check_stall.
+            self._stall_check_queued = True
+            self._runner.loop.call_soon(self._check_stall)
         self._runner.call_soon(self._after_transaction, changes)
+
+    def _check_stall(self) -> None:
+        """Reconnect before sending if the loop was blocked longer than the keepalive.
+
+        Why: after such a block (a long cell) the server has probably dropped the
+        connection, but the loop has not read that yet, and the edits of this turn would
+        be written into the dead connection and lost (the protocol has no acks). A
+        fresh connection instead makes the persister hold them, reload the room and
+        send them after (its resync), so they survive. Cheap when nothing stalled: one
+        comparison per loop turn with edits.
+        """
+        self._stall_check_queued = False
+        watch, limit, socket = self._watch, self._stall_limit, self._socket
+        if watch is None or limit is None or self._closed or socket.ready_state != socket.OPEN:
+            return
+        stalled = watch.stalled_for()
+        if stalled > limit:
+            log.info(
+                "partywidget: the event loop was blocked for %.1f s (keepalive %.1f s): "
+                "reconnecting to %s before sending",
+                stalled,
+                limit,
+                self.room,
+            )
+            self.stats["stall_reconnects"] += 1
+            socket.reconnect()
 
     def _after_transaction(self, changes: Changes) -> None:
         if self._closed:
@@ -836,6 +920,9 @@ class PartyStoreWidget(anywidget.AnyWidget):
             await socket.aclose()
 
     def _close_on_loop(self) -> None:
+        if self._watch is not None:
+            self._watch.release()
+            self._watch = None
         self._store.del_listener(self._transaction_listener)
         self._frames.close()
         self._poke()

@@ -52,30 +52,50 @@ def open_notebook(page: Any, url: str, name: str) -> None:
     expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=T)
 
 
-def dismiss_dialogs(page: Any) -> None:
-    """Accept any modal Jupyter dialog (e.g. Notebook 7's kernel prompt under load).
+def wait_for_notebook7_kernel(page: Any) -> None:
+    """Wait until Notebook 7 has attached the notebook's kernel.
 
-    Such a dialog intercepts every click; its text is printed so a failing run says
-    which dialog it was.
+    Why: running a cell while the notebook still has *no kernel* (the toolbar reads
+    "No Kernel" for a moment after the page loads, longer on a loaded machine) makes
+    JupyterLab's ``runCell`` try to start one itself and, when the session being
+    created meanwhile makes that fail, open the modal "Select Kernel" dialog, which
+    then intercepts every click. The execution indicator is no signal: it reads "Idle"
+    even during "No Kernel". Once the toolbar shows the kernel's name, a cell run is
+    simply queued until the kernel is connected.
     """
+    expect(page.locator(".jp-Toolbar-kernelName")).to_have_text("Python 3 (ipykernel)", timeout=T)
+
+
+def fail_on_dialog(page: Any) -> None:
+    """A modal dialog would intercept clicks: fail saying which one, never click it away."""
     dialogs = page.locator(".jp-Dialog")
-    for _ in range(3):
-        if dialogs.count() == 0 or not dialogs.first.is_visible():
-            return
-        print("dismissing Jupyter dialog:", dialogs.first.inner_text()[:200])
-        accept = dialogs.first.locator(".jp-mod-accept")
-        if accept.count():
-            accept.first.click()
-        else:
-            page.keyboard.press("Escape")
-        page.wait_for_timeout(300)
+    if dialogs.count() and dialogs.first.is_visible():
+        raise AssertionError(f"unexpected Jupyter dialog: {dialogs.first.inner_text()[:300]!r}")
 
 
 def run_cell(page: Any, index: int) -> None:
-    dismiss_dialogs(page)
+    """Run one cell and make sure the notebook took the request.
+
+    The check is the cell's prompt changing to ``[*]`` or ``[n]`` (set by the front-end
+    as soon as the execution is queued). On a loaded machine the first Shift+Enter can
+    land before the editor has focus and is then lost; only in that case (prompt
+    unchanged) is the key pressed again, so a cell never runs twice.
+    """
     cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
-    cell.locator(".jp-InputArea-editor .cm-content").click()
-    page.keyboard.press("Shift+Enter")
+    editor = cell.locator(".jp-InputArea-editor .cm-content")
+    prompt = cell.locator(".jp-InputPrompt")
+    before = prompt.inner_text()
+    for _attempt in range(5):
+        fail_on_dialog(page)
+        editor.click()
+        expect(editor).to_be_focused(timeout=T)
+        page.keyboard.press("Shift+Enter")
+        try:
+            expect(prompt).not_to_have_text(before, timeout=10_000)
+            break
+        except AssertionError:
+            continue
+    expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=T)
 
 
 def test_grid_shows_edits_and_receives_remote_changes(page, jupyter, artifacts, client):
@@ -91,9 +111,12 @@ def test_grid_shows_edits_and_receives_remote_changes(page, jupyter, artifacts, 
     write_notebook(
         jupyter["dir"] / "grid.ipynb",
         [
+            # a schema whose column order differs from the rows' first-seen order
             "from partywidget.widget import PartyStoreWidget\n"
-            f"w = PartyStoreWidget({client.room!r}, {client.host!r})\nw",
-            "await w.ready()\nprint('kernel sees', w.status, sorted(w.df('pets').index))",
+            f"w = PartyStoreWidget({client.room!r}, {client.host!r}, tables_schema="
+            "{'pets': {'legs': {'type': 'number'}, 'species': {'type': 'string'}}})\nw",
+            "await w.ready()\nprint('kernel sees', w.status, sorted(w.df('pets').index),"
+            " list(w.df('pets').columns))",
             "print('before', w.stats['snapshots'])\n"
             "w._seq += 1  # lose a delta on purpose: the view must notice and resnapshot\n"
             "w.set_cell('pets', 'felix', 'legs', 42);",
@@ -110,6 +133,9 @@ def test_grid_shows_edits_and_receives_remote_changes(page, jupyter, artifacts, 
 
     expect(cell("fido", "species")).to_have_text("dog", timeout=T)
     expect(cell("polly", "legs")).to_have_text("2")
+    # columns in schema order, as in the kernel's DataFrame (first seen would be species)
+    headers = widget.locator(".pw-header .pw-hcell[data-cell]")
+    assert headers.evaluate_all("els => els.map(e => e.dataset.cell)") == ["legs", "species"]
     expect(widget.locator('.pw-value[data-value="open"] .pw-value-cell')).to_have_text("true")
     page.screenshot(path=str(artifacts / "widget-loaded.png"))
 
@@ -146,6 +172,7 @@ def test_grid_shows_edits_and_receives_remote_changes(page, jupyter, artifacts, 
     expect(output).to_contain_text("kernel sees connected", timeout=T)
     text = output.inner_text()
     assert "'felix', 'fido'" in text and "polly" not in text
+    assert "['legs', 'species']" in text
 
     # a gap in the kernel -> view stream is healed by a new snapshot
     run_cell(page, 2)
@@ -209,18 +236,9 @@ def test_notebook7_renders_and_syncs(page, jupyter, artifacts, client):
         ],
     )
     page.goto(f"{jupyter['url']}/notebooks/nb7.ipynb")
-    expect(page.locator(".jp-Notebook")).to_be_visible(timeout=T)
     expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=T)
-    # Notebook 7 has no "| Idle" status text to wait for: run until the cell is taken
-    prompt = page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-InputPrompt")
-    for _attempt in range(30):
-        run_cell(page, 0)
-        dismiss_dialogs(page)
-        try:
-            expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=5_000)
-            break
-        except AssertionError:
-            continue
+    wait_for_notebook7_kernel(page)
+    run_cell(page, 0)
     widget = page.locator(".jp-OutputArea .partywidget")
     expect(widget.locator(".pw-badge")).to_have_text("connected", timeout=T)
     legs = widget.locator('.pw-row[data-row="fido"] .pw-cell[data-cell="legs"]')

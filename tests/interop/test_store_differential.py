@@ -43,7 +43,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js"),
 ]
 
-EXAMPLES = diff_examples_default() or 800
+EXAMPLES = diff_examples_default() or 1000
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +250,21 @@ FIXED_PROGRAMS: dict[str, list[dict[str, Any]]] = {
         {"op": "setTablesSchema", "schema": {"t0": {"0": {"type": "string", "default": "d"}}}},
         {"op": "setRow", "tableId": "t0", "rowId": "r0", "row": "é"},
         {"op": "setRow", "tableId": "t0", "rowId": "r0", "row": 5},
+    ],
+    "mappers_including_undefined_results": [
+        {"op": "setCell", "tableId": "t0", "rowId": "r0", "cellId": "c0", "mapper": "identity"},
+        {"op": "setValue", "valueId": "v0", "mapper": "wrap"},
+        {"op": "setValue", "valueId": "v0", "mapper": "identity"},
+        {"op": "setTablesSchema", "schema": {"t0": {"c0": {"type": "number", "default": 3}}}},
+        {"op": "setCell", "tableId": "t0", "rowId": "r1", "cellId": "c0", "mapper": "identity"},
+        {
+            "op": "setCell",
+            "tableId": "t0",
+            "rowId": "r1",
+            "cellId": "c0",
+            "mapper": "const",
+            "cell": 4,
+        },
     ],
     "sorted_row_ids": [
         {

@@ -167,12 +167,13 @@ const registerListeners = (store, log, withTransactionLog, kinds) => {
 };
 
 // Mapper functions for setCell/setValue: 'identity' returns the old cell, 'wrap' puts
-// it in an array, 'const' ignores it.
+// it in an array (null if absent: Python cannot put undefined in a list), 'const'
+// ignores it.
 const mapper = (a) =>
   ({
     identity: (old) => old,
-    wrap: (old) => [old],
-    const: () => a.cell ?? a.value,
+    wrap: (old) => [old ?? null],
+    const: () => ('cell' in a ? a.cell : a.value),
   })[a.mapper];
 
 /** Runs one op; returns its raw result (may throw, as TinyBase does). */

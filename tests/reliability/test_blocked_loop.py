@@ -166,3 +166,56 @@ async def test_blocked_loop_for_60s_with_default_keepalive(
     """The issue's literal scenario: default keepalive (20 s), a cell blocking 60 s."""
     server = server_process()
     await _block_and_recover(server, room, block=60.0, socket_options={})
+
+
+async def test_widget_in_a_blocked_kernel_reconnects_and_resyncs(room: str) -> None:
+    """The same with the widget itself, attached to this loop as it is to a kernel's."""
+    from partywidget.widget import PartyStoreWidget
+
+    server = _KeepaliveServer(0.3)
+    w = PartyStoreWidget(
+        room,
+        server.host,
+        config={"store_protocol": "http", "resync": {"quiet_period": 0.2}},
+        socket_options={
+            "ping_interval": 0.3,
+            "ping_timeout": 0.3,
+            "min_reconnection_delay": 0.05,
+            "max_reconnection_delay": 0.3,
+        },
+    )
+    try:
+        assert w._runner.loop is asyncio.get_running_loop()
+        await w.ready(timeout=TIMEOUT)
+        w.set_cell("t", "before", "c", 0)
+        await eventually(
+            lambda: w.persister.get_status() == 0 and not w.persister.has_pending_changes()
+        )
+        started = threading.Event()
+        thread = _edit_from_thread(server.ws_url(room, "remote-editor"), 20, started)
+        assert await asyncio.to_thread(started.wait, TIMEOUT)
+        time.sleep(2.5)  # the blocking cell
+        w.set_cell("t", "after-cell", "c", "after")
+        await asyncio.to_thread(thread.join, TIMEOUT)
+        expected = {
+            "t": {
+                "before": {"c": 0},
+                "after-cell": {"c": "after"},
+                **{f"remote{i}": {"c": i} for i in range(20)},
+            }
+        }
+
+        async def converged() -> bool:
+            content = await fetch_content(server.store_url(room))
+            return (
+                content is not None
+                and content[0] == expected
+                and w.store.get_content() == content
+                and w.status == "connected"
+            )
+
+        await eventually(converged, what="widget converged after the block")
+        assert w.persister.get_stats()["resyncs"] >= 1
+    finally:
+        w.close()
+        server.stop()

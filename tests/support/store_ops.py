@@ -780,15 +780,17 @@ def _mapper(store: Any, a: dict[str, Any]) -> Callable[[Any], Any]:
     """
     kind = a["mapper"]
     if kind == "identity":
-        if "valueId" in a:
-            present = lambda: store.has_value(str(a["valueId"]))  # noqa: E731
-        else:
-            present = lambda: store.has_cell(  # noqa: E731
-                str(a["tableId"]), str(a["rowId"]), str(a["cellId"])
-            )
-        return lambda old: old if present() else DELETED
+
+        def identity(old: Any) -> Any:
+            if "valueId" in a:
+                present = store.has_value(str(a["valueId"]))
+            else:
+                present = store.has_cell(str(a["tableId"]), str(a["rowId"]), str(a["cellId"]))
+            return old if present else DELETED
+
+        return identity
     if kind == "wrap":
-        return lambda old: [old]
+        return lambda old: [old]  # an absent cell is None here, null in store_replay.mjs
     constant = a.get("cell", a.get("value"))
     return lambda _old: copy.deepcopy(constant)
 

@@ -13,7 +13,7 @@ import threading
 
 import pandas as pd
 import pytest
-from test_widget_support import install, wait_for
+from test_widget_support import comm_of, install, wait_for
 
 from partywidget import widget as widget_mod
 from partywidget.model import DELETED
@@ -230,3 +230,42 @@ def test_initial_content_and_schema(widgets):
     assert a.get_table("t") == {"r": {"n": 1}}
     a.set_row("t", "q", {})
     assert a.df("t")["n"].tolist() == [1.0, 0.0]
+
+
+def test_columns_follow_the_schema_order_in_frames_and_grid(widgets):
+    schema = {
+        "pets": {
+            "species": {"type": "string"},
+            "legs": {"type": "number"},
+            "name": {"type": "string"},
+        }
+    }
+    a = widgets(tables_schema=schema)
+    a.wait_ready(30)
+    a.set_row("pets", "fido", {"name": "Fido", "legs": 4})  # first seen: name, legs
+    assert list(a.df("pets").columns) == ["species", "legs", "name"]
+    # the grid orders its columns by the synced schema, sent in that order on the comm
+    assert list(sent_schema(a)["pets"]) == ["species", "legs", "name"]
+    a.set_tables_schema({"pets": {"name": {"type": "string"}, "legs": {"type": "number"}}})
+    # (TinyBase updates a schema in place: kept ids keep their place, like its JSON)
+    assert list(a.df("pets").columns) == list(sent_schema(a)["pets"]) == ["legs", "name"]
+
+
+def sent_schema(widget):
+    """The last ``tables_schema`` state the kernel sent to the front-end (open or update)."""
+    states = [
+        m["data"]["state"]["tables_schema"]
+        for m in comm_of(widget).published
+        if m["msg_type"] in ("comm_open", "comm_msg")
+        and "tables_schema" in (m["data"] or {}).get("state", {})
+    ]
+    return states[-1]
+
+
+def test_without_schema_columns_are_first_seen(widgets):
+    a = widgets()
+    a.wait_ready(30)
+    a.set_row("t", "r1", {"b": 1, "a": 2})
+    a.set_row("t", "r2", {"c": 3, "a": 4})
+    assert list(a.df("t").columns) == ["b", "a", "c"]
+    assert a.tables_schema == {}

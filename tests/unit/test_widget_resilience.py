@@ -20,6 +20,7 @@ import json
 import os
 import pathlib
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -103,6 +104,15 @@ def test_blocked_background_loop_reconnects_and_resyncs(keepalive_server, peer_l
                 60,
                 "the server to drop the blocked client",
             )
+            # ... and blocked for longer than the client's keepalive allows (the heartbeat
+            # that measures it is stuck too; loop.time() is time.monotonic())
+            watch, limit = w._watch, w._stall_limit
+            assert watch is not None and limit is not None
+            wait_for(
+                lambda: time.monotonic() - watch.last_beat > limit + 2 * watch.INTERVAL,
+                60,
+                "a block longer than the keepalive",
+            )
             peer.set_cell("t", "a", "n", 2)
             peer.set_value("note", "edited while blocked")
             peer.flush(30)  # the server holds the peer's edits
@@ -118,6 +128,7 @@ def test_blocked_background_loop_reconnects_and_resyncs(keepalive_server, peer_l
         assert (tables, values) == w.get_content()
         assert tables == {"t": {"a": {"n": 2}, "mine": {"n": 10}}}
         assert values == {"note": "edited while blocked"}
+        assert w.stats["stall_reconnects"] == 1
         peer.wait_until(lambda: peer.get_cell("t", "mine", "n") == 10)
     finally:
         peer.close()
@@ -204,7 +215,9 @@ def test_blocking_cell_in_a_real_kernel_ends_in_reconnect_and_resync(
         # local edit just before: the edit's message can only leave after the cell.
         blocking = (
             "w.set_cell('t', 'mine', 'n', 10)\n"
-            f"while not os.path.exists({str(flag)!r}):\n"
+            "t0 = time.monotonic()\n"
+            # at least 4x the client's ping timeout, and until the test releases it
+            f"while not os.path.exists({str(flag)!r}) or time.monotonic() - t0 < 2:\n"
             "    time.sleep(0.05)\n"
             "print('released')"
         )
@@ -231,9 +244,11 @@ def test_blocking_cell_in_a_real_kernel_ends_in_reconnect_and_resync(
             "await w.flush(60)\n"
             "server = await w.server_content()\n"
             "print('@@' + json.dumps({'status': w.status, 'local': w.get_content(),"
+            " 'stall_reconnects': w.stats['stall_reconnects'],"
             " 'server': server, 'equal': tuple(server) == w.get_content()}))"
         )
         assert after["status"] == "connected"
+        assert after["stall_reconnects"] == 1
         assert after["equal"], after
         assert after["local"] == [
             {"t": {"a": {"n": 2}, "mine": {"n": 10}}},
@@ -264,6 +279,9 @@ def test_flush_until_and_server_content_in_background_mode(server, monkeypatch):
         assert b.until(lambda: "found", 1) == "found"  # returns the predicate's value
         with pytest.raises(TimeoutError):
             b.wait_until(lambda: b.get_cell("t", "r0", "n") == -1, 0.5)
+        # an unblocked loop never triggers the stall guard's reconnect
+        assert a.stats["stall_reconnects"] == b.stats["stall_reconnects"] == 0
+        assert a.persister.get_stats()["resyncs"] == 0
     finally:
         a.close()
         b.close()

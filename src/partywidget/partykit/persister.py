@@ -213,6 +213,8 @@ class PartyKitPersister(Persister):
             on_ignored_error,
             on_destroy=self._close_transport,
         )
+        # Sending a change is queueing a socket message: no need for a flush task.
+        self._hand_over_sync = self._send_or_hold
         connection.add_event_listener("open", self._on_open)
 
     # -- public extras ----------------------------------------------------------------

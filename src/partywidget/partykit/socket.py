@@ -499,6 +499,9 @@ class PartySocket:
         self._runner: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._writer_wake = asyncio.Event()
+        # The connection whose writer task is idle (waiting for the wake event): only
+        # then may send() write directly (see _write_now) without reordering messages.
+        self._writer_idle_ws: ClientConnection | None = None
         self._ws: ClientConnection | None = None
         self._uptime_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -704,6 +707,8 @@ class PartySocket:
     def _send_on_loop(self, message: Data) -> bool:
         ws = self._ws
         if ws is not None and ws.protocol.state is State.OPEN and not self._close_called:
+            if self._writer_idle_ws is ws and not self._queue and _write_now(ws, message):
+                return True
             self._queue.append(message)
             self._writer_wake.set()
             return True
@@ -926,6 +931,7 @@ class PartySocket:
         self._ws = ws
         self._attempting = False
         self._uptime_handle = self._loop.call_later(self._min_uptime, self._accept_open, gen)
+        self._writer_idle_ws = None
         self._writer = self._spawn(self._write(ws))
         self._writer_wake.set()
         self._dispatch(OpenEvent(self.url))
@@ -973,13 +979,56 @@ class PartySocket:
                     message = queue.popleft()
                     await ws.send(message)
                 wake.clear()
-                await wake.wait()
+                self._writer_idle_ws = ws
+                try:
+                    await wake.wait()
+                finally:
+                    if self._writer_idle_ws is ws:
+                        self._writer_idle_ws = None
         except ConnectionClosed:
             return
 
     def __repr__(self) -> str:
         state = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")[self.ready_state]
         return f"<PartySocket {self.room_url} id={self.id} {state}>"
+
+
+def _write_now(ws: ClientConnection, message: Data) -> bool:
+    """Write one whole message to ``ws`` synchronously, as ``await ws.send(message)``
+    would when nothing is pending; False (nothing written) when that is not certain.
+
+    Why: handing a message to the writer task costs an event-loop turn per message,
+    which is most of a local edit's way out. This does what ``ws.send`` does for a
+    single-frame message -- the sans-I/O protocol frames it, the frame goes to the
+    transport -- but only when the transport is not paused or closing and no
+    fragmented send is in progress; otherwise (or with a ``websockets`` version whose
+    connection lacks these attributes) the caller queues the message for the writer
+    task as before. Callers only use it when the writer is idle and its queue empty,
+    so message order is unchanged.
+    """
+    send_data = getattr(ws, "send_data", None)
+    if (
+        send_data is None
+        or getattr(ws, "paused", True)
+        or getattr(ws, "send_in_progress", None) is not None
+        or getattr(ws, "fragmented_send_waiter", None) is not None
+        or ws.transport.is_closing()
+    ):
+        return False
+    try:
+        if isinstance(message, str):
+            ws.protocol.send_text(message.encode())
+        else:
+            ws.protocol.send_binary(message)
+    except Exception:  # e.g. the protocol left OPEN: let the writer path decide
+        return False
+    try:
+        send_data()
+    except Exception:
+        # The frame has left the protocol: like a failed ``ws.send``, the connection's
+        # own error handling closes it (and we reconnect); do not send it twice.
+        _log.debug("PartySocket direct write failed", exc_info=True)
+    return True
 
 
 class _MessageIterator:

@@ -26,12 +26,14 @@ __all__ = [
     "MAX_INT",
     "MAX_SAFE_INT",
     "UNDEFINED_MARKER",
+    "PlainTable",
     "cell_type",
     "decode_if_json",
     "encode_if_json",
     "is_encoded_json",
     "is_reserved_string",
     "js_dumps",
+    "plain_table",
     "py_cell",
     "py_json",
     "where",
@@ -121,6 +123,54 @@ def py_cell(value: Any, place: Callable[[], str]) -> Any:
     elif cls is int and -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
         return value
     return py_json(value, place)
+
+
+class PlainTable(dict[str, dict[str, Any]]):
+    """A table copied by :func:`plain_table`: trusted to need no further checks.
+
+    Why a marker type: bulk input (a whole room loaded over HTTP, a DataFrame put into
+    the Store) is overwhelmingly plain scalars. Checking it once, in one tight loop, and
+    remembering that it passed lets the Store skip both the per-cell Python input check
+    and the per-cell TinyBase validation, which together cost more than the data itself.
+    """
+
+    __slots__ = ()
+
+
+def plain_table(table: Any) -> PlainTable | None:
+    """Copy ``table`` if every cell is a plain scalar that TinyBase accepts as is.
+
+    Plain means: ``table`` is a non-empty ``dict`` of non-empty ``dict`` rows, every id
+    an exact ``str``, every cell an exact ``str`` (not reserved), ``bool``, ``None``,
+    ``int`` within the double-exact range or finite ``float``. Anything else -- JSON
+    cells, subclasses, reserved strings, empty rows -- returns ``None`` and the caller
+    takes the general path, which normalizes, validates and reports errors exactly as
+    before. Rows are copied (``dict``), so the Store owns what it keeps.
+    """
+    if table.__class__ is not dict or not table:
+        return None
+    copy = PlainTable()
+    low = -MAX_SAFE_INT
+    for row_id, row in table.items():
+        if row_id.__class__ is not str or row.__class__ is not dict or not row:
+            return None
+        for cell_id, cell in row.items():
+            cls = cell.__class__
+            if cls is int:
+                if not low <= cell <= MAX_SAFE_INT:
+                    return None
+            elif cls is str:
+                if cell[:1] == JSON_PREFIX or cell == UNDEFINED_MARKER:
+                    return None
+            elif cls is float:
+                if cell - cell != 0.0:  # NaN or infinite
+                    return None
+            elif cls is not bool and cell is not None:
+                return None
+            if cell_id.__class__ is not str:
+                return None
+        copy[row_id] = dict(row)
+    return copy
 
 
 def cell_type(value: Any) -> str | None:

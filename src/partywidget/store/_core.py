@@ -8,12 +8,15 @@ methods, each of which records what changed for the transaction's listeners and 
 
 from __future__ import annotations
 
+from collections import Counter
+from itertools import chain
 from typing import Any
 
 from partywidget.model import DELETED
 from partywidget.store._cells import (
     JSON_PREFIX,
     UNDEFINED_MARKER,
+    PlainTable,
     cell_type,
     encode_if_json,
     is_encoded_json,
@@ -219,6 +222,8 @@ class StoreCore(StoreState):
         return bool(tables)
 
     def _validate_table(self, table: Any, table_id: str) -> bool:
+        if table.__class__ is PlainTable and not self._has_tables_schema:
+            return True  # every cell already checked plain (and valid) by plain_table
         if self._has_tables_schema and table_id not in self._tables_schema:
             self._cell_invalid(table_id)
             return False
@@ -350,12 +355,76 @@ class StoreCore(StoreState):
     def _set_valid_table(
         self, table_id: str, table: dict[str, Any], force_del: bool = False
     ) -> None:
+        if (
+            table
+            and table_id not in self._tables
+            and table_id not in self._changed_cells
+            and table_id not in self._changed_row_ids
+        ):
+            self._set_new_table(table_id, table)
+            return
+        if self._lazy_cells:
+            self._materialize_changed_cells()
         table_map = self._get_or_create_table(table_id)
         for row_id in js_keys(table):
             self._set_valid_row(table_id, table_map, row_id, table[row_id])
         for row_id in list(table_map):
             if row_id not in table and row_id in table_map:
                 self._del_valid_row(table_id, table_map, row_id)
+
+    def _set_new_table(self, table_id: str, table: dict[str, Any]) -> None:
+        """Bulk path of :meth:`_set_valid_table` for a table this transaction creates.
+
+        Same data, same records and in the same order as the general path (every row
+        and cell is new, so each Id is added once and each cell changes from
+        ``DELETED``), built with C-level dict operations instead of per-cell calls. The
+        per-cell ``[DELETED, cell]`` pairs of ``_changed_cells`` -- a million small lists
+        for a million cells, which also keep the garbage collector busy -- are only
+        built if something reads or changes them (see
+        :meth:`_materialize_changed_cells`); a load with no cell listeners never does.
+        The rows of ``table`` (validated copies the Store owns) become the Store's rows.
+        """
+        _ids_changed(self._changed_table_ids, table_id, 1)
+        self._row_id_pools[table_id] = _RowIdPool()
+        table_map: dict[str, dict[str, Any]] = {}
+        non_index_ids: set[str] = set()  # cell ids known not to be array indices
+        for row_id in js_keys(table):
+            row = table[row_id]
+            if not non_index_ids.issuperset(row):
+                if any(k[:1].isdigit() and is_array_index(k) for k in row):
+                    row = {cell_id: row[cell_id] for cell_id in js_keys(row)}
+                else:
+                    non_index_ids.update(row)
+            table_map[row_id] = row
+        self._tables[table_id] = table_map
+        cell_counts = dict(Counter(chain.from_iterable(table_map.values())))
+        self._table_cell_ids[table_id] = cell_counts
+        self._changed_table_cell_ids[table_id] = dict.fromkeys(cell_counts, 1)
+        self._changed_row_ids[table_id] = dict.fromkeys(table_map, 1)
+        self._changed_row_count[table_id] = self._changed_row_count.get(table_id, 0) + len(
+            table_map
+        )
+        self._changed_cell_ids[table_id] = {
+            row_id: dict.fromkeys(row, 1) for row_id, row in table_map.items()
+        }
+        # A placeholder keeps the table's place in the insertion order of the records.
+        self._changed_cells[table_id] = {}
+        self._lazy_cells[table_id] = table_map
+
+    def _materialize_changed_cells(self) -> None:
+        """Build the cell records that :meth:`_set_new_table` deferred.
+
+        Must run before anything reads ``_changed_cells`` or changes a table (the
+        mutators below call it first), so the deferred tables are still exactly as
+        they were set and every one of their cells changed from ``DELETED``.
+        """
+        lazy, self._lazy_cells = self._lazy_cells, {}
+        changed_cells = self._changed_cells
+        for table_id, table_map in lazy.items():
+            changed_cells[table_id] = {
+                row_id: {cell_id: [DELETED, cell] for cell_id, cell in row.items()}
+                for row_id, row in table_map.items()
+            }
 
     def _set_valid_row(
         self,
@@ -365,6 +434,8 @@ class StoreCore(StoreState):
         row: dict[str, Any],
         force_del: bool = False,
     ) -> None:
+        if self._lazy_cells:
+            self._materialize_changed_cells()
         row_map = table_map.get(row_id)
         if row_map is None:
             self._row_ids_changed(table_id, row_id, 1)
@@ -378,6 +449,8 @@ class StoreCore(StoreState):
     def _set_valid_cell(
         self, table_id: str, row_id: str, row_map: dict[str, Any], cell_id: str, cell: Any
     ) -> None:
+        if self._lazy_cells:
+            self._materialize_changed_cells()
         old_cell = row_map.get(cell_id, DELETED)
         if old_cell is DELETED:
             self._cell_ids_changed(table_id, row_id, cell_id, 1)
@@ -405,6 +478,8 @@ class StoreCore(StoreState):
         cell_id: str,
         valid_cell: Any,
     ) -> None:
+        if self._lazy_cells:
+            self._materialize_changed_cells()
         row_map = table_map.get(row_id)
         if row_map is not None:
             self._set_valid_cell(table_id, row_id, row_map, cell_id, valid_cell)
@@ -453,6 +528,8 @@ class StoreCore(StoreState):
         cell_id: str,
         force_del: bool,
     ) -> None:
+        if self._lazy_cells:
+            self._materialize_changed_cells()
         cache = self._tables_schema_row_cache.get(table_id)
         default_cell = DELETED if cache is None else cache[0].get(cell_id, DELETED)
         if default_cell is not DELETED and not force_del:
@@ -491,6 +568,8 @@ class StoreCore(StoreState):
     def _record_cell_change(
         self, table_id: str, row_id: str, cell_id: str, old_cell: Any, new_cell: Any
     ) -> None:
+        if self._lazy_cells:
+            self._materialize_changed_cells()
         rows = self._changed_cells.setdefault(table_id, {})
         cells = rows.setdefault(row_id, {})
         pair = cells.get(cell_id)
@@ -500,6 +579,8 @@ class StoreCore(StoreState):
             pair[1] = new_cell
 
     def _row_ids_changed(self, table_id: str, row_id: str, added_or_removed: int) -> None:
+        if self._lazy_cells:
+            self._materialize_changed_cells()
         _ids_changed(self._changed_row_ids.setdefault(table_id, {}), row_id, added_or_removed)
         self._changed_row_count[table_id] = (
             self._changed_row_count.get(table_id, 0) + added_or_removed
@@ -508,6 +589,8 @@ class StoreCore(StoreState):
     def _cell_ids_changed(
         self, table_id: str, row_id: str, cell_id: str, added_or_removed: int
     ) -> None:
+        if self._lazy_cells:
+            self._materialize_changed_cells()
         cell_ids = self._table_cell_ids[table_id]
         count = cell_ids.get(cell_id, 0)
         if (count == 0 and added_or_removed == 1) or (count == 1 and added_or_removed == -1):

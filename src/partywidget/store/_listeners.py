@@ -139,24 +139,28 @@ class ListenerRegistry:
             nodes: list[Tree] = [root]
             args: tuple[Any, ...] = extra
         else:
+            # Fast path: follow the single matching branch (the usual, sparse, case:
+            # only exact-Id or only wildcard listeners at each level), no lists.
+            node = tree
+            depth = 0
+            for id_ in ids:
+                if id_ is ALL:
+                    break
+                exact = None if id_ is None else node.get(id_)
+                wild = node.get(None)
+                if exact is None:
+                    if wild is None:
+                        return
+                    node = wild
+                elif wild is None:
+                    node = exact
+                else:
+                    break
+                depth += 1
+            nodes = [node]
             # Breadth-first expansion keeps TinyBase's depth-first leaf order, because
             # each node's children are appended in (id, wildcard) order.
-            nodes = [tree]
-            for id_ in ids:
-                if id_ is not ALL and len(nodes) == 1:
-                    # Fast path: a single node to expand (the usual, sparse, case).
-                    node = nodes[0]
-                    exact = None if id_ is None else node.get(id_)
-                    wild = node.get(None)
-                    if exact is None:
-                        if wild is None:
-                            return
-                        nodes = [wild]
-                    elif wild is None:
-                        nodes = [exact]
-                    else:
-                        nodes = [exact, wild]
-                    continue
+            for id_ in ids[depth:] if depth < len(ids) else ():
                 found: list[Tree] = []
                 if id_ is ALL:
                     for node in nodes:

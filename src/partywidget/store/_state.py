@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import cmp_to_key
+from types import MappingProxyType
 from typing import Any
 
 from partywidget.model import DELETED, Content
@@ -91,6 +92,9 @@ class StoreState:
         self._changed_row_ids: dict[str, dict[str, int]] = {}
         self._changed_cell_ids: dict[str, dict[str, dict[str, int]]] = {}
         self._changed_cells: dict[str, dict[str, dict[str, list[Any]]]] = {}
+        # Tables created in bulk whose _changed_cells entry is not built yet (see
+        # StoreCore._set_new_table): table id -> its rows, as they were set.
+        self._lazy_cells: dict[str, dict[str, dict[str, Any]]] = {}
         self._changed_value_ids: dict[str, int] = {}
         self._changed_values: dict[str, list[Any]] = {}
         self._invalid_cells: dict[str | None, dict[str | None, dict[str | None, list[Any]]]] = {}
@@ -148,6 +152,23 @@ class StoreState:
             row_id: {cell_id: decode_if_json(cell) for cell_id, cell in row.items()}
             for row_id, row in table.items()
         }
+
+    def get_table_view(self, table_id: str) -> Mapping[str, Mapping[str, Any]]:
+        """A read-only, no-copy view of a table's rows, for bulk readers (DataFrames).
+
+        Why: :meth:`get_table` copies and decodes every row, which for 100k rows costs
+        more than building a DataFrame from them. The view maps row ids (in the Store's
+        row order) to the Store's *own* row dicts; it is live, not a snapshot.
+
+        Contract for callers: **never mutate** the rows (the Store's Changes and listeners
+        would silently go wrong); read on the thread that owns the Store; do not keep the
+        view across changes to the table (a deleted and re-created table is a new dict,
+        which an old view does not see). Cells are as the Store keeps them: scalars as
+        they are, but object and array cells as JSON text prefixed with ``"\ufffd"``
+        (TinyBase's encoding; decode with ``json.loads(cell[1:])``). An absent table gives
+        an empty view.
+        """
+        return MappingProxyType(self._tables.get(table_id) or {})
 
     def get_table_cell_ids(self, table_id: str) -> list[str]:
         return list(self._table_cell_ids.get(table_id, ()))

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from partywidget.model import DELETED, Changes
 from partywidget.store._cells import MAX_SAFE_INT as _MAX_SAFE_INT
-from partywidget.store._cells import json_parse, py_cell, py_json, where
+from partywidget.store._cells import json_parse, plain_table, py_cell, py_json, where
 from partywidget.store._js import js_keys
 from partywidget.store._listeners import NO_ID, Listener, Tree, tree_size
 from partywidget.store._schema import validate_tables_schema, validate_values_schema
@@ -56,6 +56,9 @@ def _py_row(table_id: str, row_id: str | None, row: Any) -> Any:
 
 
 def _py_table(table_id: str, table: Any) -> Any:
+    plain = plain_table(table)
+    if plain is not None:
+        return plain
     if isinstance(table, dict):
         return {
             _check_key(row_id, "row id"): _py_row(table_id, row_id, row)
@@ -71,6 +74,28 @@ def _py_tables(tables: Any) -> Any:
             for table_id, table in tables.items()
         }
     return py_json(tables, lambda: "tables")
+
+
+def _py_content(content: Any) -> Any:
+    """``py_json(content)``, with plain tables checked and copied in one tight loop.
+
+    Falls back to :func:`py_json` for anything unusual, per table, so errors (and
+    which error comes first) are exactly ``py_json``'s.
+    """
+    if content.__class__ not in (list, tuple) or len(content) != 2:
+        return py_json(content, lambda: "content")
+    tables = content[0]
+    if tables.__class__ is not dict:
+        return py_json(content, lambda: "content")
+    checked: dict[str, Any] = {}
+    for table_id, table in tables.items():
+        if table_id.__class__ is not str:
+            return py_json(content, lambda: "content")
+        plain = plain_table(table)
+        checked[table_id] = (
+            plain if plain is not None else py_json(table, lambda: "content", f"[0][{table_id!r}]")
+        )
+    return [checked, py_json(content[1], lambda: "content", "[1]")]
 
 
 def _py_values(values: Any) -> Any:
@@ -257,12 +282,12 @@ class Store(StoreTransactions):
     def set_content(self, content: Any) -> Store:
         """Replace tables and values; ``content`` is ``(tables, values)`` or a callable."""
         if not callable(content):
-            content = py_json(content, lambda: "content")
+            content = _py_content(content)
         return self._fluent(self._set_content_impl, content)
 
     def _set_content_impl(self, content: Any) -> None:
         if callable(content):
-            content = py_json(content(), lambda: "content")
+            content = _py_content(content())
         if not isinstance(content, list):
             return
         tables = content[0] if len(content) > 0 else None
@@ -357,9 +382,38 @@ class Store(StoreTransactions):
             mapper = cell
         else:
             cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
+            cls = cell.__class__  # normalized (e.g. a str subclass became str)
         transactions = self._transactions
         if transactions > 0:
             # Nested in a transaction (the common bulk case): no start/finish needed.
+            if (
+                (cls is int or cls is float or cls is bool or cell is None)
+                and mapper is None
+                and not self._has_tables_schema
+                and not self._lazy_cells
+            ):
+                # Hottest path, inlined: an existing scalar cell of an existing row gets
+                # a new scalar (no validation needed without a schema; nothing can
+                # raise). Anything else takes _set_cell_now.
+                table_map = self._tables.get(table_id)
+                row_map = None if table_map is None else table_map.get(row_id)
+                old_cell = DELETED if row_map is None else row_map.get(cell_id, DELETED)
+                if old_cell is not DELETED:
+                    if old_cell == cell and (old_cell.__class__ is bool) is (cls is bool):
+                        return self
+                    rows = self._changed_cells.get(table_id)
+                    if rows is None:
+                        rows = self._changed_cells[table_id] = {}
+                    cells = rows.get(row_id)
+                    if cells is None:
+                        cells = rows[row_id] = {}
+                    pair = cells.get(cell_id)
+                    if pair is None:
+                        cells[cell_id] = [old_cell, cell]
+                    else:
+                        pair[1] = cell
+                    row_map[cell_id] = cell  # type: ignore[index]
+                    return self
             try:
                 self._set_cell_now(table_id, row_id, cell_id, cell, mapper)
             except BaseException:
@@ -374,7 +428,14 @@ class Store(StoreTransactions):
             self._transactions = 1
         try:
             self._set_cell_now(table_id, row_id, cell_id, cell, mapper)
-            self.finish_transaction()
+            if self._transactions == 1:
+                # finish_transaction() of the outermost transaction, one call less.
+                try:
+                    self._finish(None)
+                finally:
+                    self._reset_transaction()
+            else:
+                self.finish_transaction()
         except BaseException:
             self._abort_transaction()
             raise
@@ -401,6 +462,8 @@ class Store(StoreTransactions):
                 valid_cell = self._validated_cell(table_id, row_id, cell_id, cell)
                 if valid_cell is DELETED:
                     return
+        if self._lazy_cells:
+            self._materialize_changed_cells()
         table_map = self._tables.get(table_id)
         if table_map is None:
             table_map = self._get_or_create_table(table_id)

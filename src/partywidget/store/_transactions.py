@@ -82,6 +82,8 @@ class StoreTransactions(StoreCore):
 
         ``DELETED`` stands for an absent cell; unchanged cells give their current value.
         """
+        if self._lazy_cells:
+            self._materialize_changed_cells()
         pair = self._changed_cells.get(table_id, {}).get(row_id, {}).get(cell_id)
         if pair is not None:
             return (True, _decode(pair[0]), _decode(pair[1]))
@@ -103,7 +105,22 @@ class StoreTransactions(StoreCore):
         changed back are left out. Meaningful inside a transaction and its listeners.
         """
         tables: dict[str, Any] = {}
+        lazy = self._lazy_cells
         for table_id, rows in self._changed_cells.items():
+            bulk_rows = lazy.get(table_id) if lazy else None
+            if bulk_rows is not None:
+                # Created in bulk by this transaction: every cell is new (no need to
+                # build the deferred per-cell records just to read them back).
+                tables[table_id] = {
+                    row_id: {
+                        cell_id: decode_if_json(cell)
+                        if cell.__class__ is str and cell[:1] == JSON_PREFIX
+                        else cell
+                        for cell_id, cell in row.items()
+                    }
+                    for row_id, row in bulk_rows.items()
+                }
+                continue
             if self._changed_table_ids.get(table_id) == -1:
                 tables[table_id] = DELETED
                 continue
@@ -131,6 +148,8 @@ class StoreTransactions(StoreCore):
 
     def get_transaction_log(self) -> TransactionLog:
         """TinyBase's ``getTransactionLog`` (cells decoded; ``DELETED`` for absent)."""
+        if self._lazy_cells:
+            self._materialize_changed_cells()
 
         def pairs3(changed: dict[str, dict[str, dict[str, list[Any]]]]) -> dict[str, Any]:
             out: dict[str, Any] = {}
@@ -228,7 +247,9 @@ class StoreTransactions(StoreCore):
                     if do_rollback is not None and js_truthy(do_rollback(self)):
                         self._rollback()
                     call_did_finish = True
-                    self._registry.call_then_throw(self._finish_transaction_listeners[0])
+                    will_finish = self._finish_transaction_listeners[0]
+                    if will_finish:
+                        self._registry.call_then_throw(will_finish)
                     self._transactions = -1
                     committed = True
                     if self._data_listener_counts[0]:
@@ -242,7 +263,9 @@ class StoreTransactions(StoreCore):
         if call_did_finish:
             try:
                 self._transactions = -1
-                self._registry.call_then_throw(self._finish_transaction_listeners[1])
+                did_finish = self._finish_transaction_listeners[1]
+                if did_finish:
+                    self._registry.call_then_throw(did_finish)
             except Exception as exc:
                 if error is None:
                     error = exc
@@ -258,6 +281,8 @@ class StoreTransactions(StoreCore):
             has_schema, values_schema = self._old_values_schema
             self._set_valid_values_schema(values_schema)
             self._has_values_schema = has_schema
+        if self._lazy_cells:
+            self._materialize_changed_cells()
         for table_id, rows in list(self._changed_cells.items()):
             for row_id, cells in list(rows.items()):
                 for cell_id, pair in list(cells.items()):
@@ -276,6 +301,8 @@ class StoreTransactions(StoreCore):
         for changes in self._all_changes:
             if changes:
                 changes.clear()
+        if self._lazy_cells:
+            self._lazy_cells = {}
 
     # -- dispatch --------------------------------------------------------------------------
 
@@ -356,8 +383,14 @@ class StoreTransactions(StoreCore):
         has_tables_listeners, has_id_listeners, has_other = flags
         if not (has_tables_listeners or has_id_listeners or has_other):
             return
-        sorted_tree = self._sorted_row_ids_listeners[m]
+        if self._lazy_cells:
+            self._materialize_changed_cells()
         call = self._registry.call
+        if not (has_tables_listeners or has_id_listeners or mutator):
+            # Only cell/row/table/tables listeners, non-mutator: the usual case.
+            self._call_cell_listeners(m, self._changed_cells, call)
+            return
+        sorted_tree = self._sorted_row_ids_listeners[m]
         if mutator:
             table_ids = dict(self._changed_table_ids)
             table_cell_ids = {t: dict(ids) for t, ids in self._changed_table_cell_ids.items()}
@@ -429,42 +462,51 @@ class StoreTransactions(StoreCore):
                         [table_id, row_id],
                     )
         if has_other:
-            cell_tree = self._cell_listeners[m]
-            row_tree = self._row_listeners[m]
-            table_tree = self._table_listeners[m]
-            tables_tree = self._tables_listeners[m]
-            get_cell_change = self._get_cell_change_fn
-            tables_changed = False
-            # Listeners cannot change these maps here: mutators get copies above, and the
-            # Store refuses changes while non-mutators run. So no defensive copies.
-            for table_id, rows in changed_cells.items():
-                table_changed = False
-                for row_id, cells in rows.items():
-                    row_changed = False
-                    for cell_id, (old_cell, new_cell) in cells.items():
-                        if old_cell == new_cell and (old_cell.__class__ is bool) is (
-                            new_cell.__class__ is bool
-                        ):
-                            continue
-                        if cell_tree:
-                            if new_cell.__class__ is str and new_cell[:1] == JSON_PREFIX:
-                                new_cell = decode_if_json(new_cell)
-                            if old_cell.__class__ is str and old_cell[:1] == JSON_PREFIX:
-                                old_cell = decode_if_json(old_cell)
-                            call(
-                                cell_tree,
-                                (table_id, row_id, cell_id),
-                                new_cell,
-                                old_cell,
-                                get_cell_change,
-                            )
-                        tables_changed = table_changed = row_changed = True
-                    if row_changed and row_tree:
-                        call(row_tree, (table_id, row_id), get_cell_change)
-                if table_changed and table_tree:
-                    call(table_tree, (table_id,), get_cell_change)
-            if tables_changed and tables_tree:
-                call(tables_tree, None, get_cell_change)
+            self._call_cell_listeners(m, changed_cells, call)
+
+    def _call_cell_listeners(
+        self,
+        m: int,
+        changed_cells: dict[str, dict[str, dict[str, list[Any]]]],
+        call: Callable[..., None],
+    ) -> None:
+        """Cell, row, table and tables listeners, in TinyBase's order."""
+        cell_tree = self._cell_listeners[m]
+        row_tree = self._row_listeners[m]
+        table_tree = self._table_listeners[m]
+        tables_tree = self._tables_listeners[m]
+        get_cell_change = self._get_cell_change_fn
+        tables_changed = False
+        # Listeners cannot change these maps here: mutators get copies above, and the
+        # Store refuses changes while non-mutators run. So no defensive copies.
+        for table_id, rows in changed_cells.items():
+            table_changed = False
+            for row_id, cells in rows.items():
+                row_changed = False
+                for cell_id, (old_cell, new_cell) in cells.items():
+                    if old_cell == new_cell and (old_cell.__class__ is bool) is (
+                        new_cell.__class__ is bool
+                    ):
+                        continue
+                    if cell_tree:
+                        if new_cell.__class__ is str and new_cell[:1] == JSON_PREFIX:
+                            new_cell = decode_if_json(new_cell)
+                        if old_cell.__class__ is str and old_cell[:1] == JSON_PREFIX:
+                            old_cell = decode_if_json(old_cell)
+                        call(
+                            cell_tree,
+                            (table_id, row_id, cell_id),
+                            new_cell,
+                            old_cell,
+                            get_cell_change,
+                        )
+                    tables_changed = table_changed = row_changed = True
+                if row_changed and row_tree:
+                    call(row_tree, (table_id, row_id), get_cell_change)
+            if table_changed and table_tree:
+                call(table_tree, (table_id,), get_cell_change)
+        if tables_changed and tables_tree:
+            call(tables_tree, None, get_cell_change)
 
     def _call_values_listeners(self, mutator: int) -> None:
         m = mutator
