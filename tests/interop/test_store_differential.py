@@ -1,14 +1,17 @@
 """Differential tests: ``partywidget.Store`` versus the real TinyBase 10.0.1 in Node.
 
 TinyBase's behaviour is the specification, so rather than hand-writing expectations
-these tests generate programs of Store operations (valid, invalid-but-JSON, schemas,
-nested and rolled-back transactions, getters), replay each on a fresh TinyBase Store in
-a long-running Node process (``tests/node/store_replay.mjs``) and on a fresh Python
-Store, and require after every top-level op identical content, ``getJson()`` and
-``getSchemaJson()`` text, op results, transaction Changes (seen by will/did-finish
-listeners) and the full ordered listener log (every listener kind, mutator and not).
+these tests generate programs of Store operations (valid and invalid-but-JSON input,
+schemas, mapper functions, nested, manual and rolled-back transactions, getters), replay
+each on a fresh TinyBase Store in a long-running Node process
+(``tests/node/store_replay.mjs``) and on a fresh Python Store, and require after every
+top-level op: the same result, content, ``getJson()``/``getSchemaJson()`` text,
+``JSON.stringify(getContent())`` == ``codec.js_dumps(get_content())``, transaction
+Changes (and optionally ``getTransactionLog()``) seen by will/did-finish listeners, and
+the same ordered listener log (every kind or a random subset, mutator and not, plus
+"reaction" listeners that change the Store themselves).
 
-``PARTYWIDGET_DIFF_EXAMPLES=5000`` runs a long soak instead of the CI-sized run.
+``PARTYWIDGET_DIFF_EXAMPLES=20000`` runs a long soak instead of the CI-sized run (1000).
 """
 
 from __future__ import annotations
