@@ -15,14 +15,21 @@ Rules of :class:`ClassroomServer`:
 * A refused change is not stored nor broadcast; the server sends the refusing student
   the current cells back, so the student's Store drops the refused edit too.
 
-Run it for a real class (students on other machines point at it)::
+Run it for a real class (students on other machines point at it), either with the
+stock command line, which loads this class for party ``main``::
+
+    CLASSROOM_TEACHER_KEY=... partywidget serve \
+        --party notebooks/classroom_server.py:ClassroomServer --db classroom.sqlite3
+
+(``partywidget serve`` adds its options: ``--host``/``--public``, message limits, log
+level; the key comes from ``$CLASSROOM_TEACHER_KEY``, read when a room starts: without
+it nobody is the teacher and every write but answers is refused) or with this script::
 
     python notebooks/classroom_server.py --port 1999 --db classroom.sqlite3
-    # prints the teacher key; or set it: CLASSROOM_TEACHER_KEY=... python ...
 
-(``partywidget serve`` runs the stock server; this script uses the same serving code
-with this class.) ``03_classroom.ipynb`` starts one in the kernel with
-:func:`start_in_thread` when no ``PARTYWIDGET_HOST`` is set.
+which generates a teacher key when ``$CLASSROOM_TEACHER_KEY`` is not set and prints it,
+with the lines the teacher and the students need. ``03_classroom.ipynb`` starts one in
+the kernel with :func:`start_in_thread` when no ``PARTYWIDGET_HOST`` is set.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from partywidget.server import ServerThread, TinyBasePartyKitServer, create_app,
 
 __all__ = [
     "ANSWERS",
+    "TEACHER_KEY_ENV",
     "ClassroomServer",
     "classroom_app",
     "classroom_server_class",
@@ -52,12 +60,18 @@ log = logging.getLogger("classroom")
 ANSWERS = "answers"
 """The one table students may write."""
 
+TEACHER_KEY_ENV = "CLASSROOM_TEACHER_KEY"
+"""Where the teacher key comes from when the class does not set one (``serve --party``)."""
+
 
 class ClassroomServer(TinyBasePartyKitServer):
     """TinyBase's PartyKit server plus the classroom rules (see the module docstring).
 
     ``teacher_key`` is a class attribute so that one class serves every room of a server;
-    :func:`classroom_server_class` makes a subclass with a given key. ``locked`` mirrors
+    :func:`classroom_server_class` makes a subclass with a given key. Left empty (as when
+    ``partywidget serve --party ...:ClassroomServer`` loads this class itself), each room
+    takes ``$CLASSROOM_TEACHER_KEY`` when it starts; with neither, nobody is the teacher
+    (fail closed: students still cannot write anything but answers). ``locked`` mirrors
     the room's ``locked`` value (kept up to date by the hooks, so checking it costs
     nothing per cell); ``refused`` counts refused student edits (for logs and tests).
     """
@@ -66,6 +80,9 @@ class ClassroomServer(TinyBasePartyKitServer):
 
     def __init__(self, party: Any) -> None:
         super().__init__(party)
+        self._key = self.teacher_key or os.environ.get(TEACHER_KEY_ENV, "")
+        if not self._key:
+            log.warning("no teacher key (set %s): nobody can teach in this room", TEACHER_KEY_ENV)
         self.locked = False
         self.refused = 0
 
@@ -78,7 +95,7 @@ class ClassroomServer(TinyBasePartyKitServer):
     def is_teacher(self, who: Any) -> bool:
         """True for a connection (or HTTP request) that carries the teacher key."""
         key = str(getattr(who, "query_params", {}).get("key", ""))
-        return bool(self.teacher_key) and hmac.compare_digest(key, self.teacher_key)
+        return bool(self._key) and hmac.compare_digest(key, self._key)
 
     def _student_may_write(self, table_id: str, who: Any) -> bool:
         if self.is_teacher(who):
@@ -164,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--db", default=":memory:", help="SQLite file, or :memory:")
     parser.add_argument(
         "--teacher-key",
-        default=os.environ.get("CLASSROOM_TEACHER_KEY", ""),
+        default=os.environ.get(TEACHER_KEY_ENV, ""),
         help="the teacher's key (default: $CLASSROOM_TEACHER_KEY, else a random one)",
     )
     args = parser.parse_args(argv)

@@ -10,9 +10,11 @@ transaction (so one WebSocket message per tick)::
     row id "s1-000042": {"sensor": "s1", "n": 42, "t": <unix seconds>,
                          "temperature": 21.37, "humidity": 44.2}
 
-Values follow a seeded random walk, so runs are repeatable. Before exiting it waits
-until the server holds its last reading (an HTTP GET of the room), so nothing it wrote
-is lost when the process ends.
+Values follow a seeded random walk, so runs are repeatable. Before exiting it calls
+:meth:`~partywidget.PartyStoreWidget.flush`: it returns once every reading was written to
+the socket *and* a GET of the room equals the hub's Store. Without it the last ticks
+could still sit in the process's buffers when it exits (the protocol has no acks), and
+the dashboard would never see them. Exit code 1 if the server did not confirm in time.
 
 Usage::
 
@@ -28,8 +30,6 @@ import sys
 import time
 from collections.abc import Sequence
 
-import httpx
-
 from partywidget import PartyStoreWidget
 
 TABLE = "readings"
@@ -37,12 +37,6 @@ TABLE = "readings"
 
 def row_id(sensor: str, n: int) -> str:
     return f"{sensor}-{n:06d}"
-
-
-def on_server(client: PartyStoreWidget, rid: str) -> bool:
-    """True once the room's server stores row ``rid`` (not just our local Store)."""
-    url = client.persister.store_url  # type: ignore[attr-defined]
-    return f'"{rid}"' in httpx.get(url, timeout=10).text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=100, help="readings per sensor")
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between ticks")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
 
     rng = random.Random(args.seed)
@@ -85,13 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             client.transaction(write)  # one transaction, one message per tick
             if args.interval > 0:
                 time.sleep(args.interval)
-        last = row_id(sensors[-1], args.count - 1)
-        deadline = time.monotonic() + args.timeout
-        while args.count and not on_server(client, last):
-            if time.monotonic() > deadline:
-                print("sensor hub: the server did not confirm the last reading", flush=True)
-                return 1
-            time.sleep(0.05)
+        try:
+            client.flush(args.timeout)  # written, and a GET of the room equals our Store
+        except TimeoutError:
+            print("sensor hub: the server did not confirm the readings in time", flush=True)
+            return 1
         print(f"sensor hub: sent {args.count * len(sensors)} readings", flush=True)
     finally:
         client.close()

@@ -7,9 +7,12 @@ WebSocket), as if 30 notebooks were open in the room. The script
 2. opens one client per student with that schema (typed columns, defaults filled in),
 3. for each question, lets every student add one row to ``answers`` (right or wrong
    at random, seeded so runs are repeatable), a little apart in time,
-4. waits until each student's answers have *settled*: the server stored them, or
-   refused them (room locked) and sent the current cells back so the student's Store
-   dropped them; then prints how many were accepted and refused.
+4. flushes every student (:meth:`~partywidget.PartyStoreWidget.flush`): it returns once
+   the student's edits are written and a GET of the room equals the student's Store.
+   An answer the server refused (room locked) is not stored, and the server sends the
+   refusing student the current cells back, so the student's Store drops it too: after
+   the flush, each Store *is* the server's content, accepted and refused answers settled.
+   Then it prints how many answers the server holds (accepted) and how many it refused.
 
 Usage (``03_classroom.ipynb`` runs it for you)::
 
@@ -23,36 +26,19 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import httpx
-
 from partywidget import PartyStoreWidget
-from partywidget.codec import decode_content
 
 ANSWERS = "answers"
 QUESTIONS = "questions"
 
 
-def wait_until(what: str, predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def room_content(client: PartyStoreWidget) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What the *server* holds now (an HTTP GET of the room's store), not our Store."""
-    text = httpx.get(client.persister.store_url, timeout=10).text  # type: ignore[attr-defined]
-    return decode_content(text) if text else ({}, {})
-
-
-def student_rows(tables: dict[str, Any], student: str) -> set[str]:
-    return {
-        row_id for row_id, row in tables.get(ANSWERS, {}).items() if row.get("student") == student
-    }
+def remaining(deadline: float) -> float:
+    """Seconds left until ``deadline`` (``time.monotonic()``), never below one: every
+    wait gets a fair chance even when earlier ones used most of the budget."""
+    return max(1.0, deadline - time.monotonic())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 1. The teacher's questions and schema (read with a listen-only client).
     probe = PartyStoreWidget(args.room, host=args.host, read_only=True).wait_ready(args.timeout)
     try:
-        wait_until(
-            "the teacher's questions and schema",
+        # The predicate runs on the widget's loop: Store reads only, nothing blocking.
+        probe.wait_until(
             lambda: bool(probe.get_table(QUESTIONS)) and probe.get_value("schema") is not None,
             args.timeout,
         )
@@ -87,8 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         name: PartyStoreWidget(args.room, host=args.host, tables_schema=schema) for name in names
     }
     try:
+        deadline = time.monotonic() + args.timeout
         for client in clients.values():
-            client.wait_ready(args.timeout)
+            client.wait_ready(remaining(deadline))
         print(f"{len(clients)} students joined room {args.room!r}", flush=True)
 
         # 3. Answer every question; the schema fills in cells we leave out.
@@ -110,17 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.interval > 0:
                     time.sleep(args.interval)
 
-        # 4. Settle: each student's Store agrees with the server about its own rows.
-        def settled() -> bool:
-            on_server = room_content(clients[names[0]])[0]
-            return all(
-                student_rows({ANSWERS: client.get_table(ANSWERS)}, name)
-                == student_rows(on_server, name)
-                for name, client in clients.items()
-            )
-
-        wait_until("answers to settle", settled, args.timeout)
-        stored = room_content(clients[names[0]])[0].get(ANSWERS, {})
+        # 4. Settle: each student's Store equals the server (refused rows dropped again).
+        deadline = time.monotonic() + args.timeout
+        for client in clients.values():
+            client.flush(remaining(deadline))
+        stored = clients[names[0]].server_content()[0].get(ANSWERS, {})
         accepted = sum(
             1
             for name in names

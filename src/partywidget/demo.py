@@ -86,20 +86,23 @@ class _Demo:
         if self.args.pause > 0:
             time.sleep(self.args.pause)
 
-    def wait_until(self, what: str, predicate: Callable[[], bool]) -> float:
-        """Poll ``predicate`` until true; return the seconds it took (shown, not judged)."""
+    def wait_until(self, who: PartyStoreWidget, what: str, predicate: Callable[[], bool]) -> float:
+        """Wait until ``predicate`` holds; return the seconds it took (shown, not judged).
+
+        ``who.wait_until`` re-checks it on ``who``'s loop after every transaction, so the
+        time shown is when the change landed in that client, not a polling interval later.
+        """
         start = time.perf_counter()
-        deadline = start + self.args.timeout
-        while not predicate():
-            if time.perf_counter() > deadline:
-                raise DemoTimeout(f"{what}: not seen within {self.args.timeout:g} s")
-            time.sleep(0.005)
+        try:
+            who.wait_until(predicate, self.args.timeout)
+        except TimeoutError:
+            raise DemoTimeout(f"{what}: not seen within {self.args.timeout:g} s") from None
         return time.perf_counter() - start
 
     def crossed(
         self, who: PartyStoreWidget, name: str, what: str, predicate: Callable[[], bool]
     ) -> None:
-        took = self.wait_until(f"{name} waiting for {what}", predicate)
+        took = self.wait_until(who, f"{name} waiting for {what}", predicate)
         self.say(f"  {name:<5} <- {what}   ({took * 1000:.0f} ms later)")
 
     def run(self) -> None:
@@ -195,12 +198,18 @@ class _Demo:
 
         self.pause()
         self.say("5. both clients now hold the same Store:")
-        self.wait_until("convergence", lambda: _content(alice) == _content(bob))
+        self.wait_until(bob, "convergence", lambda: _content(alice) == _content(bob))
         frame = bob.df("pets")
         for line in frame.to_string().splitlines():
             self.say(f"     {line}")
         self.say(f"     values: {bob.values}")
         self.say(f"  alice and bob agree: {_content(alice) == _content(bob)}")
+        # flush: both clients' edits are written and a GET of the room equals their Store
+        # (what a script must do before exiting); then show that GET's answer.
+        alice.flush(self.args.timeout)
+        bob.flush(self.args.timeout)
+        on_server = tuple(alice.server_content(self.args.timeout))
+        self.say(f"  the server holds the same (a GET of the room): {on_server == _content(bob)}")
         self.say()
         self.say(
             f"Done in {time.perf_counter() - self.started:.1f} s. In a notebook, "

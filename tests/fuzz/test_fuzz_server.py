@@ -349,6 +349,7 @@ cells = st.one_of(
     st.just(DEL),
     st.sampled_from([JSON_MARK, JSON_MARK + "x", JSON_MARK + "[1,", JSON_MARK + '"s"', "a" + DEL]),
     st.lists(plain_cells, max_size=2),  # raw (unencoded) array cell
+    st.dictionaries(ids, st.sampled_from([DEL, JSON_MARK + "x", 1, [DEL]]), max_size=2),
 )
 rows = st.one_of(st.just(DEL), st.dictionaries(ids, cells, max_size=3))
 tables = st.one_of(st.just(DEL), st.dictionaries(ids, rows, max_size=3))

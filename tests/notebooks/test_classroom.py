@@ -3,17 +3,27 @@
 The classroom server runs in this process (``PARTYWIDGET_HOST`` + the teacher key), so
 the test can also look at the server's own state. A second client in this process plays
 a student trying to write while the room is locked, and after it is unlocked.
+
+The last tests run the class without a notebook, the way the docstring of
+``classroom_server.py`` tells a teacher to: ``partywidget serve --party
+notebooks/classroom_server.py:ClassroomServer`` with ``CLASSROOM_TEACHER_KEY``, a
+teacher client, ``students.py`` twice (open, then locked) and a hand-driven student.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import pytest
-from nb_support import NOTEBOOKS, NotebookRun, wait_for
+from nb_support import NOTEBOOKS, SRC, NotebookRun, wait_for
 
 from partywidget.server import ServerThread, run_in_thread
 from partywidget.widget import PartyStoreWidget
@@ -127,3 +137,155 @@ _pw_dump(teacher.get_table("answers")["late-q1"])
             assert server.locked is False
         finally:
             student.close()
+
+
+# --------------------------------------------------------------------------------------
+# partywidget serve --party notebooks/classroom_server.py:ClassroomServer
+# --------------------------------------------------------------------------------------
+
+SPEC = f"{NOTEBOOKS / 'classroom_server.py'}:ClassroomServer"
+SCHEMA = {
+    "questions": {"text": {"type": "string"}, "answer": {"type": "number"}},
+    "answers": {
+        "student": {"type": "string"},
+        "question": {"type": "string"},
+        "answer": {"type": "number"},
+        "seconds": {"type": "number", "default": 0},
+        "note": {"type": "string", "default": ""},
+    },
+}
+CLI_QUESTIONS = {"q1": {"text": "7 x 8", "answer": 56}, "q2": {"text": "12 + 30", "answer": 42}}
+
+
+class Serve:
+    """``python -m partywidget serve --party SPEC`` on a free port, with its printed host
+    (its log goes to a file: shown when a check fails, never able to fill a pipe)."""
+
+    def __init__(self, log: IO[str], key: str | None) -> None:
+        env = {**os.environ, "PYTHONPATH": str(SRC)}
+        env.pop("CLASSROOM_TEACHER_KEY", None)
+        if key is not None:
+            env["CLASSROOM_TEACHER_KEY"] = key
+        self.log = log
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "partywidget", "serve"),
+                *("--port", "0", "--db", ":memory:", "--party", SPEC),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        banner = [self.proc.stdout.readline() for _ in range(3)]
+        match = re.search(r'host="([^"]+)"', banner[2])
+        assert match, (banner, self.read_log())
+        self.host = match.group(1)
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate(timeout=30)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def serve_party(tmp_path: Path) -> Iterator[Any]:
+    started: list[Serve] = []
+
+    def start(key: str | None) -> Serve:
+        log = open(tmp_path / f"serve-{len(started)}.log", "w")  # noqa: SIM115 (closed below)
+        started.append(Serve(log, key))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+        server.log.close()
+
+
+def run_students(host: str, room: str, *options: str) -> str:
+    done = subprocess.run(
+        [
+            *(sys.executable, str(NOTEBOOKS / "students.py"), "--host", host, "--room", room),
+            *("--students", "4", "--timeout", "90", *options),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_partywidget_serve_party_runs_the_classroom(serve_party: Any) -> None:
+    server = serve_party(KEY)
+    room = f"cli-class-{uuid.uuid4().hex[:8]}"
+    teacher = PartyStoreWidget(room, host=server.host, query={"key": KEY}, tables_schema=SCHEMA)
+    student = PartyStoreWidget(room, host=server.host)
+    try:
+        teacher.wait_ready(30)
+        student.wait_ready(30)
+        teacher.set_table("questions", CLI_QUESTIONS)
+        teacher.set_values({"schema": SCHEMA, "locked": False})
+        teacher.flush(30)  # now the teacher's Store equals the server...
+        # ...and still holds its writes: the key was honoured (refused ones are reverted)
+        assert teacher.server_content() == (
+            {"questions": CLI_QUESTIONS},
+            {"schema": SCHEMA, "locked": False},
+        )
+
+        out = run_students(server.host, room)
+        assert "answers sent: 8, accepted: 8, refused: 0" in out, out
+        answers = teacher.server_content()[0]["answers"]
+        assert sorted(answers) == sorted(
+            f"s{i}-{q}-1" for i in ("01", "02", "03", "04") for q in CLI_QUESTIONS
+        )
+        assert all(row["note"] == "" for row in answers.values())  # the schema's default
+
+        # A student may not touch the questions nor the values: reverted in its Store.
+        student.wait_until(lambda: student.get_value("schema") is not None, 30)
+        student.set_cell("questions", "q1", "answer", 0)
+        student.set_value("locked", True)
+        student.flush(30)  # refused: the corrections make its Store equal the server again
+        assert student.get_cell("questions", "q1", "answer") == 56
+        assert student.get_value("locked") is False
+
+        teacher.set_value("locked", True)
+        teacher.flush(30)
+        out = run_students(server.host, room, "--attempt", "2")
+        assert "answers sent: 8, accepted: 0, refused: 8" in out, out
+        assert len(teacher.server_content()[0]["answers"]) == 8
+        assert "refused a student edit (the room is locked)" in server.read_log()
+    finally:
+        student.close()
+        teacher.close()
+    assert server.stop() == 0, server.read_log()
+
+
+def test_serve_party_without_a_teacher_key_has_no_teacher(serve_party: Any) -> None:
+    """Fail closed: with no ``CLASSROOM_TEACHER_KEY`` even an empty key is no teacher."""
+    server = serve_party(None)
+    room = f"cli-nokey-{uuid.uuid4().hex[:8]}"
+    client = PartyStoreWidget(room, host=server.host, query={"key": ""}).wait_ready(30)
+    try:
+        client.set_value("locked", True)
+        client.set_row("answers", "a1", {"student": "s", "question": "q1", "answer": 1})
+        client.flush(30)
+        assert client.get_content() == (
+            {"answers": {"a1": {"student": "s", "question": "q1", "answer": 1}}},
+            {},
+        )
+    finally:
+        client.close()
+    assert "no teacher key (set CLASSROOM_TEACHER_KEY)" in server.read_log()

@@ -38,6 +38,7 @@ def _assert_crossed(text: str) -> None:
     assert "bob   <- owner = 'Ada'" in text
     assert "alice <- visits = 2" in text
     assert "alice and bob agree: True" in text
+    assert "the server holds the same (a GET of the room): True" in text
     # bob's final DataFrame: felix is 8, polly arrived, fido is gone.
     assert re.search(r"felix\s+cat\s+8", text)
     assert re.search(r"polly\s+parrot\s+1", text)

@@ -68,12 +68,14 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from decimal import Decimal
 from typing import Any, ClassVar, Final, Literal, TypeAlias
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event, State
 from websockets.typing import Subprotocol
 
 __all__ = [
@@ -904,6 +906,8 @@ class PartySocket:
             url = await self.resolve_url()
             self.url = url
             self._trace("connecting to %s", url)
+            kwargs = dict(self._connect_kwargs)
+            kwargs.setdefault("create_connection", _DirectClientConnection)
             ws = await connect(
                 _wire_url(url),
                 subprotocols=[Subprotocol(p) for p in self._protocols] if self._protocols else None,
@@ -913,7 +917,7 @@ class PartySocket:
                 ping_timeout=self._ping_timeout,
                 close_timeout=self._close_timeout,
                 max_size=self._max_size,
-                **self._connect_kwargs,
+                **kwargs,
             )
         except asyncio.CancelledError:
             raise
@@ -938,6 +942,13 @@ class PartySocket:
         for waiter in self._open_waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        if isinstance(ws, _DirectClientConnection):
+            # Messages parsed before now first, then each one as soon as it is parsed.
+            early, ws.early = ws.early or [], None
+            for message in early:
+                self._on_ws_message(gen, message)
+            if not ws.queued:
+                ws.deliver = partial(self._on_ws_message, gen)
         try:
             async for message in ws:
                 self._dispatch(MessageEvent(message))
@@ -962,6 +973,19 @@ class PartySocket:
         else:
             code, reason = 1006, ""
         return CloseEvent(code, reason, rcvd is not None and sent is not None)
+
+    def _on_ws_message(self, gen: int, message: Data) -> None:
+        """Deliver one message of connection ``gen`` (what ``_serve``'s loop does for
+        queued ones); dropped once a newer connection replaced it, as ``_serve`` stops
+        reading then. Never raises: it runs inside the connection's ``data_received``."""
+        if gen != self._gen:
+            return
+        try:
+            self._dispatch(MessageEvent(message))
+            for iterator in list(self._iterators):
+                iterator.push(message)
+        except Exception:
+            _log.exception("PartySocket failed to deliver a message")
 
     async def _write(self, ws: ClientConnection) -> None:
         """Write queued messages in order while the connection is open.
@@ -1029,6 +1053,53 @@ def _write_now(ws: ClientConnection, message: Data) -> bool:
         # own error handling closes it (and we reconnect); do not send it twice.
         _log.debug("PartySocket direct write failed", exc_info=True)
     return True
+
+
+class _DirectClientConnection(ClientConnection):
+    """A websockets client connection that hands each whole message to PartySocket as
+    soon as it is parsed, inside ``data_received``.
+
+    Why: the stock connection queues messages for a task that ``recv()`` wakes on the
+    next event-loop turn, one turn (a ``select`` call and a task switch) on every
+    incoming edit's way to the Store; the browser's WebSocket calls ``onmessage`` from
+    the network callback, and so does this. Order is kept: messages parsed before
+    PartySocket takes the connection over are held in ``early`` and delivered first;
+    a fragmented (or undecodable) message switches the connection to the stock queue
+    (``queued``) for good, so it and everything after it go through ``recv()`` in order.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Messages parsed before PartySocket took over (None once it has).
+        self.early: list[Data] | None = []
+        #: Where whole messages go once PartySocket took over (None: the stock queue).
+        self.deliver: Callable[[Data], None] | None = None
+        self.queued = False
+
+    def process_event(self, event: Event) -> None:
+        if isinstance(event, Frame) and not self.queued:
+            opcode = event.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                message: Data | None = None
+                if event.fin:
+                    if opcode is Opcode.BINARY:
+                        message = bytes(event.data)
+                    else:
+                        with contextlib.suppress(UnicodeDecodeError):
+                            message = bytes(event.data).decode()
+                if message is not None:
+                    if self.deliver is not None:
+                        self.deliver(message)
+                        return
+                    if self.early is not None:
+                        self.early.append(message)
+                        return
+                self.queued = True
+                self.deliver = None
+            elif opcode is Opcode.CONT:
+                self.queued = True
+                self.deliver = None
+        super().process_event(event)
 
 
 class _MessageIterator:

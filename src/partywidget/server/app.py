@@ -311,6 +311,7 @@ class _WebSocketEndpoint:
         log.info("connect %s from %s (%d connected)", label, peer, len(room.connections))
         server = room.server
         limit = room.limits.max_message_size
+        throttle = _Throttle(room.limits.max_messages_per_second, room.limits.message_burst)
         code: int | None = None
         closing = False
         try:
@@ -320,6 +321,7 @@ class _WebSocketEndpoint:
                 if message["type"] == "websocket.disconnect":
                     code = message.get("code")
                     break
+                await throttle.take(label)
                 text = message.get("text")
                 if text is None:
                     log.info("%s: ignored binary message", label)
@@ -345,6 +347,48 @@ class _WebSocketEndpoint:
                 connection.close_code or code,
                 len(room.connections),
             )
+
+
+class _Throttle:
+    """A per-connection token bucket over incoming messages.
+
+    Why pause instead of dropping: a dropped change is a lost edit and a silent
+    divergence. Pausing this read loop makes uvicorn stop reading the socket, so TCP
+    back-pressure slows the flooding client down, while every other connection (each has
+    its own read loop) keeps being served.
+    """
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(max(burst, 1))
+        self.tokens = self.burst
+        self.last = 0.0
+        self.flooding = False
+
+    async def take(self, label: str) -> None:
+        if self.rate <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.flooding and self.tokens >= self.burst:
+            self.flooding = False
+            log.info("%s: message rate back under %g/s", label, self.rate)
+        if self.tokens < 1:
+            if not self.flooding:
+                self.flooding = True
+                log.warning(
+                    "%s: over %g messages/s (burst %d): throttling (reading paused)",
+                    label,
+                    self.rate,
+                    int(self.burst),
+                )
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+            now = loop.time()
+            self.tokens += (now - self.last) * self.rate
+            self.last = now
+        self.tokens -= 1
 
 
 async def _guard(awaitable: Awaitable[Any], label: str, what: str) -> None:

@@ -59,6 +59,11 @@ class Limits:
     - ``max_room_name_length`` / ``max_connection_id_length``: path and ``_pk`` sanity.
     - ``max_send_backlog``: bytes queued for one slow client before it is disconnected
       (close 1013) rather than let memory grow without bound.
+    - ``max_messages_per_second`` / ``message_burst``: a token bucket per connection.
+      Beyond it the server stops reading that socket for a while (TCP back-pressure
+      slows the sender down; nothing is dropped, so no edit is lost) and logs it once
+      per flood; ``0`` disables it. The burst lets a legitimate bulk edit (one message
+      per transaction) through at full speed.
     """
 
     max_message_size: int = 16 * MIB
@@ -68,6 +73,8 @@ class Limits:
     max_room_name_length: int = 256
     max_connection_id_length: int = 256
     max_send_backlog: int = 64 * MIB
+    max_messages_per_second: float = 1000.0
+    message_burst: int = 5000
 
 
 async def maybe_await(value: Any) -> Any:

@@ -22,6 +22,7 @@ order, which is what the reference's GET body depends on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -358,13 +359,25 @@ class SQLiteStorage(Storage):
 
     def _run_transaction(self, ns: Namespace, fn: Callable[[StorageTransaction], T]) -> T:
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if "readonly" not in str(error):
+                raise
+            # A read-only database (file, directory or medium): reads must still work
+            # (rooms keep loading and serving GETs); writes then fail clearly below.
+            conn.execute("BEGIN")
         try:
             result = fn(_SQLiteTransaction(conn, ns))
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may already have rolled back (disk full, I/O error): a second
+            # ROLLBACK would raise and hide the real error. A failed COMMIT (disk full)
+            # leaves the transaction open: roll it back, or every later BEGIN fails.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return result
 
     async def transaction(self, ns: Namespace, fn: Callable[[StorageTransaction], T]) -> T:

@@ -47,6 +47,7 @@ __all__ = ["CORS_HEADERS", "TinyBasePartyKitServer", "TinyBaseServerConfig"]
 log = logging.getLogger("partywidget.server")
 
 DELETED_MARKER: Final = "\ufffc"
+JSON_MARKER: Final = "\ufffd"
 SET_CHANGES: Final = "s"
 HAS_STORE: Final = "hasStore"
 CORS_HEADERS: Final[Mapping[str, str]] = {
@@ -232,6 +233,77 @@ def _hook_cell(cell: Any) -> Any:
         return decode_cell(cell)
     except CodecError:
         return cell
+
+
+def _marker_misuse(tables: dict[str, Any], values: dict[str, Any]) -> str | None:
+    """Why a payload's cells misuse the reserved markers, or ``None``.
+
+    ``"\\uFFFD"`` starts an object/array cell (its JSON follows) and ``"\\uFFFC"`` means
+    "deleted" (only in Changes and only as a whole table/row/cell/value, where it was
+    already turned into DELETED before this check). A string cell breaking these rules
+    cannot be decoded by clients: stored, it would make the whole room unloadable for
+    them. The reference server stores such cells; refusing them is compatible with
+    every well-formed client, which never sends them.
+    """
+
+    def check(cell: Any, where: str) -> str | None:
+        if type(cell) is dict or type(cell) is list:
+            # An unencoded object/array cell: clients refuse "\\uFFFC" anywhere in it.
+            if _contains_deleted_marker(cell):
+                return f'deletion marker "\\ufffc" inside an object/array cell at {where}'
+            return None
+        if type(cell) is not str:
+            return None
+        if cell == DELETED_MARKER:
+            return f'deletion marker "\\ufffc" as a cell of Content at {where}'
+        if cell.startswith(JSON_MARKER):
+            try:
+                decode_cell(cell)
+            except CodecError as error:
+                return f'reserved marker "\\ufffd" misused at {where}: {error}'
+        return None
+
+    for table_id, table in tables.items():
+        if type(table) is dict:
+            for row_id, row in table.items():
+                if type(row) is dict:
+                    for cell_id, cell in row.items():
+                        reason = check(cell, f"{table_id!r}/{row_id!r}/{cell_id!r}"[:200])
+                        if reason is not None:
+                            return reason
+    for value_id, value in values.items():
+        reason = check(value, f"value {value_id!r}"[:200])
+        if reason is not None:
+            return reason
+    return None
+
+
+def _contains_deleted_marker(obj: Any) -> bool:
+    if type(obj) is str:
+        return obj == DELETED_MARKER
+    if type(obj) is dict:
+        return any(_contains_deleted_marker(v) for v in obj.values())
+    if type(obj) is list:
+        return any(_contains_deleted_marker(v) for v in obj)
+    return False
+
+
+def _attempted(plan: _Plan) -> list[tuple[Any, ...]]:
+    """Every item a plan would change (in ``_Plan.rejected``'s form), rejected ones too."""
+    items: list[tuple[Any, ...]] = list(plan.rejected)
+    for table_id, table in plan.accepted_tables.items():
+        if table is DELETED:
+            items.append(("table", table_id))
+            continue
+        for row_id, row in table.items():
+            if row is DELETED:
+                items.append(("row", table_id, row_id))
+            else:
+                items.extend(
+                    ("cell", table_id, row_id, c, v is not DELETED) for c, v in row.items()
+                )
+    items.extend(("value", v, x is not DELETED) for v, x in plan.accepted_values.items())
+    return items
 
 
 @dataclass
@@ -462,11 +534,24 @@ class TinyBasePartyKitServer(PartyServer):
             if _longest_id(content[0], content[1]) > self.party.limits.max_id_length:
                 log.warning("%s: PUT refused (400): id too long", self.party.label)
                 return self._response(400)
+            misuse = _marker_misuse(content[0], content[1])
+            if misuse is not None:
+                log.warning("%s: PUT refused (400): %s", self.party.label, misuse)
+                return self._response(400)
             async with self._lock:
                 if self._has_store:
                     return self._response(205)
                 plan = await self._plan(content[0], content[1], True, request)
-                saved = await self._commit(plan, initial=True)
+                try:
+                    saved = await self._commit(plan, initial=True)
+                except Exception as error:
+                    log.error(
+                        "%s: storage write failed (%s: %s): PUT not stored (503)",
+                        self.party.label,
+                        type(error).__name__,
+                        error,
+                    )
+                    return self._response(503)
                 return self._response(201 if saved else 205)
         return self._response(200, self.content_body())
 
@@ -495,12 +580,35 @@ class TinyBasePartyKitServer(PartyServer):
         if _longest_id(payload[0], payload[1]) > self.party.limits.max_id_length:
             log.warning("%s: rejected changes: id too long", label)
             return
+        misuse = _marker_misuse(payload[0], payload[1])
+        if misuse is not None:
+            log.warning("%s: rejected changes: %s", label, misuse)
+            return
         async with self._lock:
             if not self._has_store:
                 log.info("%s: dropped changes: the room has no store yet", label)
                 return
             plan = await self._plan(payload[0], payload[1], False, connection)
-            if not await self._commit(plan, initial=False):
+            try:
+                committed = await self._commit(plan, initial=False)
+            except Exception as error:
+                # Nothing was stored: broadcast nothing, and tell the sender what *is*
+                # stored for everything it tried to change, so it does not keep a value
+                # nobody else has (the same reconverging message as a hook rejection).
+                attempted = _attempted(plan)
+                tables, values = self._current_values(attempted)
+                log.error(
+                    "%s: storage write failed (%s: %s): changes not stored, not "
+                    "broadcast; sent the sender the stored values of %d item(s)",
+                    label,
+                    type(error).__name__,
+                    error,
+                    len(attempted),
+                )
+                if tables or values:
+                    connection.send(prefix + SET_CHANGES + js_dumps(_to_wire(tables, values)))
+                return
+            if not committed:
                 return
             if plan.accepted_tables or plan.accepted_values:
                 self.party.broadcast(
