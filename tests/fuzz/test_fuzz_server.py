@@ -353,7 +353,9 @@ cells = st.one_of(
 )
 rows = st.one_of(st.just(DEL), st.dictionaries(ids, cells, max_size=3))
 tables = st.one_of(st.just(DEL), st.dictionaries(ids, rows, max_size=3))
-flags = st.one_of(st.just(1), st.sampled_from([0, 2, "1", True, 1.0, [1], None, "x", {}]))
+flags: st.SearchStrategy[Any] = st.one_of(
+    st.just(1), st.sampled_from([0, 2, "1", True, 1.0, [1], None, "x", {}])
+)
 changes = st.builds(
     lambda t, v, f: [t, v, f],
     st.dictionaries(ids, tables, max_size=3),
@@ -376,7 +378,8 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[str]) -> str:
     if op == 1:
         return text[:i]
     if op == 2:
-        return text[:i] + draw(st.sampled_from([*'[]{}",:1\\', DEL, JSON_MARK])) + text[i:]
+        inserted: str = draw(st.sampled_from([*'[]{}",:1\\', DEL, JSON_MARK]))
+        return text[:i] + inserted + text[i:]
     if op == 3:
         return text[:i] + text[i + 1 :]
     if op == 4:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from reliability_helpers import REPO_ROOT, TIMEOUT, eventually, fetch_content, py_peer
+from reliability_helpers import REPO_ROOT, SRC, TIMEOUT, eventually, fetch_content, py_peer
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -292,3 +295,61 @@ async def test_paths_cannot_escape_their_room(
     status, body = await asyncio.to_thread(_raw_http, server.host, f"GET {path} HTTP/1.1")
     assert '"edit":"main|b"' not in body and '"edit":"other|b"' not in body, body
     assert '"room":"b"' not in body, (status, body)
+
+
+# -- binding ------------------------------------------------------------------------------
+def _serve(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "partywidget", "serve", "--port", "0", "--db", ":memory:", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )
+
+
+def _non_loopback_address() -> str | None:
+    """This machine's outward IPv4 address (no packet is sent), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        try:
+            udp.connect(("10.254.254.254", 1))
+        except OSError:
+            return None
+        address: str = udp.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_serve_binds_loopback_by_default_and_exposing_needs_a_flag() -> None:
+    default = _serve()
+    try:
+        assert default.stdout is not None
+        banner = default.stdout.readline()
+        assert banner.startswith("partywidget room server on http://127.0.0.1:"), banner
+        port = int(banner.rsplit(":", 1)[1].strip())
+        # Listening on loopback only: this machine's other address refuses connections.
+        address = _non_loopback_address()
+        if address is not None:
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((address, port), timeout=TIMEOUT).close()
+    finally:
+        default.terminate()
+        default.communicate(timeout=TIMEOUT)
+
+    refused = _serve("--host", "0.0.0.0")
+    _, err = refused.communicate(timeout=TIMEOUT)
+    assert refused.returncode == 2 and "--public" in err
+
+    exposed = _serve("--host", "0.0.0.0", "--public")
+    try:
+        assert exposed.stdout is not None
+        assert exposed.stdout.readline().startswith("partywidget room server on http://0.0.0.0:")
+    finally:
+        exposed.terminate()
+        _, err = exposed.communicate(timeout=TIMEOUT)
+    assert "warning: listening on 0.0.0.0" in err and "anyone" in err
+
+
+def test_embedded_server_binds_loopback() -> None:
+    with run_in_thread() as server:
+        assert server.bind_host == "127.0.0.1"
+        assert server.host.startswith("127.0.0.1:")

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from reliability_helpers import REPO_ROOT, SRC
@@ -21,7 +22,7 @@ from reliability_helpers import REPO_ROOT, SRC
 pytestmark = pytest.mark.timeout(180)
 
 
-def _run(script: str, tmp_path: Path) -> dict[str, object]:
+def _run(script: str, tmp_path: Path) -> dict[str, Any]:
     out = tmp_path / "result.json"
     proc = subprocess.run(
         [sys.executable, str(REPO_ROOT / "benchmarks" / script), "--quick", "--json", str(out)],
@@ -32,7 +33,7 @@ def _run(script: str, tmp_path: Path) -> dict[str, object]:
         check=False,
     )
     assert out.exists(), proc.stdout + proc.stderr
-    result: dict[str, object] = json.loads(out.read_text())
+    result: dict[str, Any] = json.loads(out.read_text())
     print(json.dumps(result))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return result

@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from reliability_helpers import (
     NODE_FAST_SOCKET,
@@ -104,7 +105,7 @@ async def test_fault_then_restore_converges_ours_and_shows_reference_divergence(
                     proxy.set_delay(0)
             await peers.call("editor", "setCell", "t", "after", "c", "after")
             expected_rows["after"] = {"c": "after"}
-            expected = ({"t": expected_rows}, {})
+            expected: tuple[dict[str, Any], dict[str, Any]] = ({"t": expected_rows}, {})
 
             async def ours_converged() -> bool:
                 if not py.persister.is_settled() or py.socket.ready_state != PartySocket.OPEN:
@@ -116,16 +117,6 @@ async def test_fault_then_restore_converges_ours_and_shows_reference_divergence(
             await peers.wait_for_content("editor", expected)
 
             # -- the reference, same fault --------------------------------------------
-            def ref_has_after(content: Any) -> bool:
-                return content[0].get("t", {}).get("after") == {"c": "after"}
-
-            ref: Any = None
-
-            async def ref_caught_up() -> bool:
-                nonlocal ref
-                ref = await peers.content("ref")
-                return ref_has_after(ref)
-
             if mode == "delay":
                 # Nothing was lost on the wire: the reference converges as well.
                 await peers.wait_for_content("ref", expected)
@@ -136,7 +127,7 @@ async def test_fault_then_restore_converges_ours_and_shows_reference_divergence(
                 await peers.call("editor", "setCell", "t", "after", "c", "after2")
                 expected_rows["after"] = {"c": "after2"}
                 await eventually(lambda: _ref_cell(peers, "after"), what="reference receives again")
-                ref = await peers.content("ref")
+                ref: Any = await peers.content("ref")
                 # ...but never reloads: it still has the deleted row and misses the
                 # editor's edits made while it was cut off.
                 server_content = await fetch_content(url)
@@ -149,7 +140,9 @@ async def test_fault_then_restore_converges_ours_and_shows_reference_divergence(
             stats = py.persister.get_stats()
             if mode != "delay":
                 assert stats["resyncs"] >= 1
-            assert all(not isinstance(e, AssertionError) for e in py.errors)
+            assert all(
+                isinstance(e, OSError | ConnectionError | httpx.HTTPError) for e in py.errors
+            ), py.errors
     assert "Traceback" not in server.log_text(), server.log_tail()
 
 

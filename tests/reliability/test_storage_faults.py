@@ -104,7 +104,9 @@ async def test_write_failure_is_logged_not_broadcast_and_the_sender_reconverges(
     ws_url = f"{server.ws_url}/parties/main/{room}?_pk=observer"
     async with py_peer(server.host, room) as writer, py_peer(server.host, room) as reader:
         writer.store.set_row("t", "r", {"c": "stored", "pad": "x" * 3000})
+        writer.store.set_row("t", "keep", {"c": "kept"})
         await eventually(lambda: reader.store.get_cell("t", "r", "c") == "stored")
+        await eventually(lambda: reader.store.get_cell("t", "keep", "c") == "kept")
         async with connect(ws_url, open_timeout=TIMEOUT) as observer:
             fault = Fault(kind, storage)
             fault.inject()
@@ -112,6 +114,7 @@ async def test_write_failure_is_logged_not_broadcast_and_the_sender_reconverges(
                 # A big enough edit that it needs new pages (disk full bites).
                 writer.store.set_cell("t", "r", "c", "unsaved")
                 writer.store.set_cell("t", "big", "blob", "y" * 20000)
+                writer.store.del_row("t", "keep")
 
                 def failure_logged() -> bool:
                     return any(
@@ -125,6 +128,7 @@ async def test_write_failure_is_logged_not_broadcast_and_the_sender_reconverges(
                     lambda: (
                         writer.store.get_cell("t", "r", "c") == "stored"
                         and not writer.store.has_row("t", "big")
+                        and writer.store.get_row("t", "keep") == {"c": "kept"}
                     ),
                     what="writer reconverged to the stored values",
                 )

@@ -68,8 +68,8 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from decimal import Decimal
+from functools import partial
 from typing import Any, ClassVar, Final, Literal, TypeAlias
 
 from websockets.asyncio.client import ClientConnection, connect

@@ -370,37 +370,45 @@ class Store(StoreTransactions):
             cell_id = _id(cell_id, "cell_id")
         cls = cell.__class__
         mapper = None
-        if (
-            cls is str
-            or cls is bool
-            or cell is None
-            or (cls is float and cell - cell == 0.0)
-            or (cls is int and -_MAX_SAFE_INT <= cell <= _MAX_SAFE_INT)
-        ):
+        # scalar: a number, bool or None, which needs no encoding, nor (without a
+        # schema) validation. Most common types first: this runs for every cell set.
+        scalar = True
+        if cls is int:
+            if not -_MAX_SAFE_INT <= cell <= _MAX_SAFE_INT:
+                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
+        elif cls is str:
+            scalar = False
+        elif cls is float:
+            if cell - cell != 0.0:  # NaN or infinite: py_cell raises
+                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
+        elif cls is bool or cell is None:
             pass
         elif callable(cell):
             mapper = cell
+            scalar = False
         else:
             cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
             cls = cell.__class__  # normalized (e.g. a str subclass became str)
+            scalar = cls is int or cls is float or cls is bool or cell is None
         transactions = self._transactions
-        if transactions > 0:
-            # Nested in a transaction (the common bulk case): no start/finish needed.
-            if (
-                (cls is int or cls is float or cls is bool or cell is None)
-                and mapper is None
-                and not self._has_tables_schema
-                and not self._lazy_cells
-            ):
-                # Hottest path, inlined: an existing scalar cell of an existing row gets
-                # a new scalar (no validation needed without a schema; nothing can
-                # raise). Anything else takes _set_cell_now.
-                table_map = self._tables.get(table_id)
-                row_map = None if table_map is None else table_map.get(row_id)
-                old_cell = DELETED if row_map is None else row_map.get(cell_id, DELETED)
-                if old_cell is not DELETED:
-                    if old_cell == cell and (old_cell.__class__ is bool) is (cls is bool):
-                        return self
+        if transactions == -1:
+            return self
+        if transactions == 0:
+            if self._start_transaction_listeners:
+                self.start_transaction()
+            else:
+                self._transactions = 1
+        done = False
+        if scalar and not self._has_tables_schema and not self._lazy_cells:
+            # Hottest path, inlined: an existing scalar cell of an existing row gets a
+            # scalar (no validation needed without a schema; nothing here can raise).
+            # Anything else takes _set_cell_now.
+            table_map = self._tables.get(table_id)
+            row_map = None if table_map is None else table_map.get(row_id)
+            old_cell = DELETED if row_map is None else row_map.get(cell_id, DELETED)
+            if old_cell is not DELETED:
+                done = True
+                if old_cell != cell or (old_cell.__class__ is bool) is not (cls is bool):
                     rows = self._changed_cells.get(table_id)
                     if rows is None:
                         rows = self._changed_cells[table_id] = {}
@@ -413,21 +421,18 @@ class Store(StoreTransactions):
                     else:
                         pair[1] = cell
                     row_map[cell_id] = cell  # type: ignore[index]
-                    return self
-            try:
-                self._set_cell_now(table_id, row_id, cell_id, cell, mapper)
-            except BaseException:
-                self._rollback_requested = True
-                raise
+        if transactions > 0:
+            # Nested in a transaction (the common bulk case): no start/finish needed.
+            if not done:
+                try:
+                    self._set_cell_now(table_id, row_id, cell_id, cell, mapper)
+                except BaseException:
+                    self._rollback_requested = True
+                    raise
             return self
-        if transactions == -1:
-            return self
-        if self._start_transaction_listeners:
-            self.start_transaction()
-        else:
-            self._transactions = 1
         try:
-            self._set_cell_now(table_id, row_id, cell_id, cell, mapper)
+            if not done:
+                self._set_cell_now(table_id, row_id, cell_id, cell, mapper)
             if self._transactions == 1:
                 # finish_transaction() of the outermost transaction, one call less.
                 try:

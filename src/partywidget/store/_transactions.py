@@ -298,9 +298,8 @@ class StoreTransactions(StoreCore):
         self._old_tables_schema = self._old_values_schema = None
         self._had_tables = bool(self._tables)
         self._had_values = bool(self._values)
-        for changes in self._all_changes:
-            if changes:
-                changes.clear()
+        for changes in filter(None, self._all_changes):  # the non-empty ones (C loop)
+            changes.clear()
         if self._lazy_cells:
             self._lazy_cells = {}
 
