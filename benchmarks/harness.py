@@ -299,13 +299,18 @@ class Context:
         return f"bench-{what}-{os.getpid()}-{self._room_counter}"
 
     async def aclose(self) -> None:
+        interrupted: BaseException | None = None
         while self._closers:
             closer = self._closers.pop()
             try:
                 await asyncio.wait_for(closer(), 60)
+            except (KeyboardInterrupt, asyncio.CancelledError) as error:
+                interrupted = error  # finish closing, then let the interrupt through
             except BaseException as error:  # keep closing the others
                 self.log(f"  cleanup error: {describe_error(error)}")
         self._services.clear()
+        if interrupted is not None:
+            raise interrupted
 
 
 @dataclass

@@ -337,8 +337,9 @@ class NodeBench:
         _STARTED_GROUPS.discard(proc.pid)
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+            # asyncio.wait: the reader's own end is not raised, but a cancellation of
+            # *this* task (Ctrl-C) still is; suppress(CancelledError) would swallow it.
+            await asyncio.wait([self._reader])
         self._stderr.close()
         self.proc = None
 

@@ -2,8 +2,8 @@
 
 Why: the persister and the widget must reason about Changes without a Store: compute
 what a reload changed (:func:`diff_content`), replay Changes on a snapshot
-(:func:`apply_changes_to_content`), batch edits queued while offline
-(:func:`coalesce_changes`) and keep every socket message under PartyKit's 1 MiB frame
+(:func:`apply_changes_to_content`), batch edits -- incrementally on the persisters' hot
+path (:func:`merge_changes_into`) or a whole sequence at once (:func:`coalesce_changes`) and keep every socket message under PartyKit's 1 MiB frame
 limit (:func:`split_changes`). Semantics follow TinyBase 10's ``applyChanges``: a
 deletion is :data:`~partywidget.model.DELETED` at table, row, cell or value level,
 deleting the last cell of a row removes the row, the last row of a table removes the
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from json.encoder import encode_basestring
-from typing import Any, cast
+from typing import Any
 
 from .codec import (
     CHANGES_TYPE,
@@ -38,7 +38,9 @@ __all__ = [
     "changes_is_empty",
     "coalesce_changes",
     "content_from_changes",
+    "copy_changes",
     "diff_content",
+    "merge_changes_into",
     "split_changes",
 ]
 
@@ -242,21 +244,29 @@ def _mergeable(acc_tables: dict[str, Any], tables: dict[str, Any]) -> bool:
         for rid, row in table.items():
             if row is DELETED:
                 continue
-            if acc_table is DELETED:
-                if any(cell is not DELETED for cell in row.values()):
-                    return False
-                continue
-            if acc_table.get(rid) is DELETED and any(cell is not DELETED for cell in row.values()):
+            if (acc_table is DELETED or acc_table.get(rid) is DELETED) and any(
+                cell is not DELETED for cell in row.values()
+            ):
                 return False
     return True
 
 
-def _merge_into(acc_tables: dict[str, Any], acc_values: dict[str, Any], changes: Any) -> None:
-    """Fold ``changes`` into the accumulator (which must be ours to mutate).
+def merge_changes_into(acc: Changes, changes: Changes) -> bool:
+    """Fold ``changes`` into ``acc`` in place so ``acc`` means "acc, then changes".
 
-    Assumes :func:`_mergeable`; never creates empty tables or rows.
+    Returns ``False`` (leaving ``acc`` untouched) when that is inexpressible: Changes
+    name only what changed, so "delete row R, then set a cell in R" cannot be one
+    Changes without knowing R's other cells (see :func:`_mergeable`); the caller keeps
+    the two separate. In place and incremental because a loop of thousands of
+    ``set_cell`` calls folds one small Changes at a time into a large batch: the cost
+    is that of ``changes``, not of ``acc``. Tables and rows taken from ``changes`` are
+    copied (cells are shared), so ``acc`` stays private; no empty table or row is
+    created. ``acc``'s dicts must be the caller's to mutate.
     """
-    tables, values = _parts(changes, 3)
+    acc_tables = acc[0]
+    tables = changes[0]
+    if acc_tables and not _mergeable(acc_tables, tables):
+        return False
     for tid, table in tables.items():
         if table is DELETED:
             acc_tables[tid] = DELETED
@@ -265,21 +275,33 @@ def _merge_into(acc_tables: dict[str, Any], acc_values: dict[str, Any], changes:
         if acc_table is DELETED:
             continue  # only deletions inside (checked by _mergeable): already gone
         for rid, row in table.items():
-            if row is not DELETED and not row:
-                continue
-            if acc_table is None:
-                acc_table = acc_tables[tid] = {}
             if row is DELETED:
+                if acc_table is None:
+                    acc_table = acc_tables[tid] = {}
                 acc_table[rid] = DELETED
                 continue
+            if not row:
+                continue  # an empty row does nothing
+            if acc_table is None:
+                acc_table = acc_tables[tid] = {}
             acc_row = acc_table.get(rid)
-            if acc_row is DELETED:
-                continue  # only deletions inside: already gone
             if acc_row is None:
-                acc_table[rid] = dict(cast("dict[str, Any]", row))
-            else:
+                acc_table[rid] = dict(row)
+            elif acc_row is not DELETED:
                 acc_row.update(row)
-    acc_values.update(values)
+            # else: only deletions inside an already deleted row
+    if changes[1]:
+        acc[1].update(changes[1])
+    return True
+
+
+def copy_changes(changes: Any) -> Changes:
+    """A private copy of Changes (its tables, rows and values dicts; cells are shared),
+    without empty tables or rows."""
+    acc: Changes = ({}, {}, 1)
+    tables, values = _parts(changes, 3)
+    merge_changes_into(acc, (tables, values, 1))
+    return acc
 
 
 def coalesce_changes(seq: Iterable[Any]) -> list[Changes]:
@@ -288,22 +310,19 @@ def coalesce_changes(seq: Iterable[Any]) -> list[Changes]:
     Applying the result in order gives the same Content as applying ``seq`` in order
     (up to id order). Later cells and values win; a later table/row deletion replaces
     earlier sets inside it; a set inside an earlier-deleted row or table starts a new
-    Changes (see :func:`_mergeable`). When a later deletion makes such a boundary
-    unnecessary, the neighbours are merged again, so no two consecutive results could be
-    merged. Empty Changes are dropped. Inputs are not mutated.
+    Changes (see :func:`merge_changes_into`). When a later deletion makes such a
+    boundary unnecessary, the neighbours are merged again, so no two consecutive results
+    could be merged. Empty Changes are dropped. Inputs are not mutated.
     """
-    out: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    out: list[Changes] = []
     for changes in seq:
         if changes_is_empty(changes):
             continue
-        tables, _ = _parts(changes, 3)
-        if not out or not _mergeable(out[-1][0], tables):
-            out.append(({}, {}))
-        _merge_into(out[-1][0], out[-1][1], changes)
-        while len(out) >= 2 and _mergeable(out[-2][0], out[-1][0]):
-            last_tables, last_values = out.pop()
-            _merge_into(out[-1][0], out[-1][1], (last_tables, last_values, 1))
-    return [(tables, values, 1) for tables, values in out]
+        if not out or not merge_changes_into(out[-1], changes):
+            out.append(copy_changes(changes))
+        while len(out) >= 2 and merge_changes_into(out[-2], out[-1]):
+            out.pop()
+    return out
 
 
 # --------------------------------------------------------------------------- split

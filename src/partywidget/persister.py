@@ -57,21 +57,21 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol, TypeAlias
 
-from partywidget.model import DELETED, Changes, Content
+from partywidget.changes import changes_is_empty, copy_changes, merge_changes_into
+from partywidget.model import Changes, Content
 
 __all__ = [
     "AddPersisterListener",
     "DelPersisterListener",
     "GetPersisted",
     "IgnoredErrorHandler",
+    "OldValues",
     "Persister",
     "PersisterListener",
     "SetPersisted",
     "Status",
     "StatusListener",
-    "copy_changes",
     "create_custom_persister",
-    "merge_changes_into",
 ]
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,8 @@ class PersistableStore(Protocol):
 
     def get_transaction_changes(self) -> Changes: ...
 
+    def get_transaction_log(self) -> Any: ...
+
     def del_listener(self, listener_id: str) -> Any: ...
 
 
@@ -114,76 +116,11 @@ StatusListener: TypeAlias = Callable[["Persister", Status], Any]
 IgnoredErrorHandler: TypeAlias = Callable[[BaseException], Any]
 InitialContent: TypeAlias = "Content | Callable[[], Content] | None"
 Action: TypeAlias = Callable[[], Any]
+#: A transaction's old cells ``{table: {row: {cell: [old, new]}}}`` and values
+#: ``{value: [old, new]}`` (TinyBase's transaction log layout).
+OldValues: TypeAlias = "tuple[dict[str, Any], dict[str, Any]]"
 
 _NO_HANDLE: Any = object()
-
-
-# -- Changes helpers ---------------------------------------------------------------------
-def has_changes(changes: Any) -> bool:
-    """Whether Changes change anything (TinyBase sends nothing for an empty transaction)."""
-    return bool(changes and (changes[0] or changes[1]))
-
-
-def merge_changes_into(acc: Changes, changes: Changes) -> bool:
-    """Fold ``changes`` into ``acc`` in place so ``acc`` means "acc, then changes".
-
-    Returns ``False`` (leaving ``acc`` untouched) when that is inexpressible: Changes
-    name only what changed, so "delete row R, then set a cell in R" cannot be one
-    Changes without knowing R's other cells (the merge would have to delete them). The
-    caller then sends the two as separate messages. In place, because a loop of
-    thousands of ``set_cell`` calls merges one small Changes at a time into a large
-    batch; rows taken from ``changes`` are copied so ``acc`` stays private.
-    """
-    acc_tables = acc[0]
-    for table_id, table in changes[0].items():
-        if table is DELETED:
-            continue
-        acc_table = acc_tables.get(table_id)
-        if acc_table is None:
-            continue
-        for row_id, row in table.items():
-            if row is DELETED:
-                continue
-            if (acc_table is DELETED or acc_table.get(row_id) is DELETED) and any(
-                cell is not DELETED for cell in row.values()
-            ):
-                return False
-    for table_id, table in changes[0].items():
-        if table is DELETED:
-            acc_tables[table_id] = DELETED
-            continue
-        acc_table = acc_tables.get(table_id)
-        if acc_table is DELETED:
-            continue  # only deletions inside an already deleted table
-        if acc_table is None:
-            acc_table = acc_tables[table_id] = {}
-        for row_id, row in table.items():
-            if row is DELETED:
-                acc_table[row_id] = DELETED
-                continue
-            acc_row = acc_table.get(row_id)
-            if acc_row is DELETED:
-                continue  # only deletions inside an already deleted row
-            if acc_row is None:
-                acc_table[row_id] = dict(row)
-            else:
-                acc_row.update(row)
-    acc[1].update(changes[1])
-    return True
-
-
-def copy_changes(changes: Changes) -> Changes:
-    """A private copy of Changes (tables, rows and values dicts; cells are shared)."""
-    return (
-        {
-            table_id: table
-            if table is DELETED
-            else {row_id: row if row is DELETED else dict(row) for row_id, row in table.items()}
-            for table_id, table in changes[0].items()
-        },
-        dict(changes[1]),
-        1,
-    )
 
 
 class Persister:
@@ -538,22 +475,39 @@ class Persister:
             if on_loop and self._applying:
                 return
             changes = self._store.get_transaction_changes()
-            if not has_changes(changes):
+            if changes_is_empty(changes):
                 return
+            old: OldValues | None = None
+            if self._wants_old_values(changes):
+                log = self._store.get_transaction_log()
+                old = (log[2], log[4])
             if on_loop:
-                self._take_local_changes(changes, generation)
+                self._take_local_changes(changes, generation, old)
             else:
                 try:
-                    loop.call_soon_threadsafe(self._take_local_changes, changes, generation)
+                    loop.call_soon_threadsafe(self._take_local_changes, changes, generation, old)
                 except RuntimeError as error:  # the loop is closed
                     self._report(error)
 
         return on_did_finish_transaction
 
-    def _take_local_changes(self, changes: Changes, generation: int) -> None:
+    def _wants_old_values(self, changes: Changes) -> bool:
+        """Hook for transports: should the values this transaction replaced be read?
+
+        Why: a transport that must tell its own lost edit from someone else's later one
+        needs the value each edit replaced, and only the transaction's listener can
+        still see it (TinyBase's transaction log). Reading the log costs about as much
+        again as the write, so a transport asks only when it lacks the information;
+        the answer then reaches :meth:`_on_local_changes`. Called on the writing thread.
+        """
+        return False
+
+    def _take_local_changes(
+        self, changes: Changes, generation: int, old: OldValues | None = None
+    ) -> None:
         if generation != self._auto_save_generation or self._destroyed:
             return
-        self._on_local_changes(changes)
+        self._on_local_changes(changes, old)
         if not (
             self._coalesce
             and self._pending_local
@@ -564,8 +518,9 @@ class Persister:
         if not self._holding_local:
             self._schedule_flush()
 
-    def _on_local_changes(self, changes: Changes) -> None:
-        """Hook for transports: a local transaction changed something."""
+    def _on_local_changes(self, changes: Changes, old: OldValues | None) -> None:
+        """Hook for transports: a local transaction changed something (``old``: the
+        values it replaced, if :meth:`_wants_old_values` asked for them)."""
 
     def _schedule_flush(self) -> None:
         """Flush at the end of this loop turn: all edits of the turn become one batch."""

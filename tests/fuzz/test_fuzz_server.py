@@ -51,6 +51,7 @@ DEL = "\ufffc"
 JSON_MARK = "\ufffd"
 PARTY = "main"
 ROOM = "fuzz"
+ROOM_EXAMPLES = 1000
 LIMITS = Limits(max_json_depth=100, max_id_length=64, max_message_size=1024 * 1024)
 
 
@@ -139,9 +140,10 @@ class AsgiSocket:
     the completion signal.
     """
 
-    def __init__(self, app: Any, pk: str) -> None:
+    def __init__(self, app: Any, pk: str, room: str) -> None:
         self.app = app
         self.pk = pk
+        self.room = room
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.sent: list[dict[str, Any]] = []
         self.receives = 0
@@ -159,7 +161,7 @@ class AsgiSocket:
         self._sent_event.set()
 
     async def open(self) -> None:
-        path = f"/parties/{PARTY}/{ROOM}"
+        path = f"/parties/{PARTY}/{self.room}"
         scope = {
             "type": "websocket",
             "asgi": {"version": "3.0"},
@@ -230,30 +232,38 @@ class Harness:
         self._level = self.logger.level
         self.logger.setLevel(logging.DEBUG)
         self.probe = 0
-        self.run(self._setup())
+        self.rooms = 0
+        self.examples = 0
+        self.http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://fuzz"
+        )
+        self.run(self._new_room())
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
-    async def _setup(self) -> None:
-        self.http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://fuzz"
-        )
+    async def _new_room(self) -> None:
+        """A fresh room (every ROOM_EXAMPLES examples, so per-example cost stays flat)."""
+        if self.rooms:
+            await self.fuzzer.close()
+            await self.watcher.close()
+        self.rooms += 1
+        self.room = f"{ROOM}{self.rooms}"
         response = await self.http.put(
-            f"/parties/{PARTY}/{ROOM}/store",
+            f"/parties/{PARTY}/{self.room}/store",
             content='[{"t":{"r":{"c":1,"o":"\\ufffd{\\"a\\":1}"}}},{"v":"x"}]',
         )
         assert response.status_code == 201
-        self.fuzzer = AsgiSocket(self.app, "fuzzer")
-        self.watcher = AsgiSocket(self.app, "watcher")
+        self.fuzzer = AsgiSocket(self.app, "fuzzer", self.room)
+        self.watcher = AsgiSocket(self.app, "watcher", self.room)
         await self.fuzzer.open()
         await self.watcher.open()
 
     async def stored(self) -> dict[str, Any]:
-        return await self.storage.list((PARTY, ROOM))
+        return await self.storage.list((PARTY, self.room))
 
     async def get_body(self) -> str:
-        response = await self.http.get(f"/parties/{PARTY}/{ROOM}/store")
+        response = await self.http.get(f"/parties/{PARTY}/{self.room}/store")
         assert response.status_code == 200
         return response.text
 
@@ -269,10 +279,16 @@ class Harness:
         self.logger.setLevel(self._level)
 
     async def check_message(self, text: str | None, data: bytes | None = None) -> None:
+        self.examples += 1
+        if self.examples % ROOM_EXAMPLES == 0:
+            await self._new_room()
         records = self.records.records
         records.clear()
+        # Only this example's frames matter: keep the per-example work constant.
+        self.watcher.sent.clear()
+        self.fuzzer.sent.clear()
         before = await self.stored()
-        seen = len(self.watcher.texts())
+        seen = 0
         await self.fuzzer.send(text=text, data=data)
         # The probe: once the watcher has it, it has every broadcast of the message.
         self.probe += 1

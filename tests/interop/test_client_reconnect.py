@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from test_partykit_client import (
     NODE_FAST_SOCKET,
+    evil,
     get_store,
     new_room,
     partykit_server,
@@ -31,7 +32,7 @@ from partywidget.partykit.socket import PartySocket
 from support.node import NodePeers, js_equal
 from support.proxy import TcpProxy
 
-__all__ = ["partykit_server", "peers", "python_server", "server"]  # fixtures re-used
+__all__ = ["evil", "partykit_server", "peers", "python_server", "server"]  # fixtures re-used
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(120)]
 
@@ -215,3 +216,137 @@ async def test_room_that_lost_its_store_is_reinitialised(peers: NodePeers) -> No
                 second.stop()
     finally:
         first.stop()
+
+
+# -- edits lost in flight ---------------------------------------------------------------------
+async def _black_hole_an_edit(py: Any, proxy: TcpProxy, edit: Callable[[], Any]) -> None:
+    """Make ``edit`` while the link silently drops every byte; return once it is written.
+
+    The socket stays OPEN the whole time, so the persister writes the message into the
+    connection (no error, nothing queued): exactly what a killed server, a cut network
+    or a loop blocked past the keepalive do to an edit. The caller cuts the link after.
+    """
+    await wait_until(py.persister.is_settled, what="settled before the fault")
+    proxy.pause(discard=True)
+    sent = py.persister.messages_sent
+    edit()
+    await wait_until(lambda: py.persister.messages_sent > sent, what="edit written")
+    assert py.socket.ready_state == PartySocket.OPEN
+    assert not py.persister.has_pending_changes()
+
+
+async def _converged(url: str, *clients: Any) -> Any:
+    """Poll until every client is open, settled and equal to the server; return it."""
+    result: list[Any] = []
+
+    async def check() -> bool:
+        if not all(
+            c.persister.is_settled() and c.socket.ready_state == PartySocket.OPEN for c in clients
+        ):
+            return False
+        _, content = await get_store(url)
+        result[:] = [content]
+        return all(js_equal(content, c.store.get_content()) for c in clients)
+
+    await eventually(check)
+    return result[0]
+
+
+async def test_edit_written_into_a_dead_connection_is_resent(python_server: Any) -> None:
+    """The edit went into a connection that was already dead: after the reconnect the
+    persister finds it missing on the server and sends it again (without the fix,
+    ``confirm=False``, it is lost everywhere, its writer included)."""
+    room = new_room("inflight")
+    url = store_url(python_server, room)
+    with TcpProxy(*split_host(python_server.host)) as proxy:
+        async with (
+            py_client(proxy.host, room, RESYNC) as py,
+            py_client(python_server.host, room, RESYNC) as other,
+        ):
+            py.store.set_row("t", "r", {"before": 1, "gone": "x"})
+            py.store.set_value("v", "before")
+            await wait_until(lambda: other.store.get_cell("t", "r", "gone") == "x")
+
+            def edit() -> None:
+                with py.store.transaction():
+                    py.store.set_cell("t", "r", "in-flight", 2)
+                    py.store.del_cell("t", "r", "gone")
+                    py.store.set_value("v", "in-flight")
+
+            await _black_hole_an_edit(py, proxy, edit)
+            proxy.drop_all()
+            proxy.resume()
+
+            content = await _converged(url, py, other)
+            assert content == ({"t": {"r": {"before": 1, "in-flight": 2}}}, {"v": "in-flight"})
+            assert py.persister.get_stats()["recovered"] == 1
+            assert py.errors == other.errors == []
+
+
+async def test_lost_edit_does_not_overwrite_a_newer_one(python_server: Any) -> None:
+    """Our edit is lost in flight; another client then sets the same cell (its broadcast
+    to us is lost too). The server's value is newer than ours: it must survive the
+    reconnect, and we must adopt it. An unrelated lost cell is still re-sent."""
+    room = new_room("inflight-conflict")
+    url = store_url(python_server, room)
+    with TcpProxy(*split_host(python_server.host)) as proxy:
+        async with (
+            py_client(proxy.host, room, RESYNC) as py,
+            py_client(python_server.host, room, RESYNC) as other,
+        ):
+            py.store.set_row("t", "r", {"c": "base", "d": "base"})
+            py.store.set_row("t", "gone", {"c": 1})
+            await wait_until(lambda: other.store.get_cell("t", "gone", "c") == 1)
+
+            def edit() -> None:
+                with py.store.transaction():
+                    py.store.set_cell("t", "r", "c", "mine")
+                    py.store.set_cell("t", "r", "d", "mine")
+                    py.store.del_row("t", "gone")
+
+            await _black_hole_an_edit(py, proxy, edit)
+            # Later, another client writes the same cell and into the row we deleted.
+            other.store.set_cell("t", "r", "c", "theirs")
+            other.store.set_cell("t", "gone", "new", 2)
+
+            async def server_has_theirs() -> bool:
+                _, content = await get_store(url)
+                return content is not None and content[0]["t"]["gone"].get("new") == 2
+
+            await eventually(server_has_theirs)
+            resyncs = py.persister.get_stats()["resyncs"]
+            proxy.drop_all()
+            proxy.resume()
+            await wait_until(lambda: py.persister.get_stats()["resyncs"] > resyncs)
+
+            content = await _converged(url, py, other)
+            assert content == (
+                {"t": {"r": {"c": "theirs", "d": "mine"}, "gone": {"c": 1, "new": 2}}},
+                {},
+            )
+            assert py.errors == other.errors == []
+
+
+async def test_sent_edit_the_server_silently_drops_is_given_up_after_one_reconnect(
+    evil: Any,
+) -> None:
+    """A verification finds a sent edit missing while the socket looks open: presumed
+    swallowed by a dead connection, the client reconnects and re-sends it once. A server
+    that silently drops it again (here one that ignores every message; TinyBase's
+    refusing a ``canSetCell``) is then believed: the client reports it and adopts the
+    server's content rather than reconnecting forever."""
+    room, server = evil
+    url = store_url(server, "dropping")
+    config = {"resync": {"quiet_period": 0.2, "confirm_after": 1}}
+    async with py_client(server.host, "dropping", config) as py:
+        assert py.store.get_content() == ({"t": {"r": {"c": 1}}}, {})
+        py.store.set_cell("t", "r", "c", 2)
+        await wait_until(lambda: any(isinstance(e, RuntimeError) for e in py.errors))
+        await wait_until(py.persister.is_settled)
+        assert py.store.get_content() == ({"t": {"r": {"c": 1}}}, {})
+        assert room.received == ['s[{"t":{"r":{"c":2}}},{},1]'] * 2
+        stats = py.persister.get_stats()
+        assert stats["resyncs"] == 1 and stats["recovered"] == 1 and stats["adopted"] == 1
+        assert [str(e) for e in py.errors] == [
+            f"{url} did not keep 1 sent change set(s) after a reconnect: adopting its content"
+        ]

@@ -204,9 +204,15 @@ class NodePeers:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, 5)
+        if self._tasks:
+            # asyncio.wait: neither raises the tasks' own errors nor swallows a
+            # cancellation of this task (suppress(CancelledError) would).
+            done, pending = await asyncio.wait(list(self._tasks), timeout=5)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: ends of readers are expected here
         self._proc = None
 
     async def __aenter__(self) -> NodePeers:

@@ -281,8 +281,7 @@ class TcpProxy:
         finally:
             if not deliverer.done():
                 deliverer.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await deliverer
+                await asyncio.wait([deliverer])
             elif deliverer.exception() is not None:
                 self._abort(link)
         # Both directions finished: forget the link once both pipes are done.

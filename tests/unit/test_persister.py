@@ -15,15 +15,9 @@ from typing import Any
 
 import pytest
 
-from partywidget.changes import apply_changes_to_content
+from partywidget.changes import apply_changes_to_content, copy_changes, merge_changes_into
 from partywidget.model import DELETED, Changes, Content
-from partywidget.persister import (
-    Persister,
-    Status,
-    copy_changes,
-    create_custom_persister,
-    merge_changes_into,
-)
+from partywidget.persister import Persister, Status, create_custom_persister
 from partywidget.store import Store, create_store
 
 pytestmark = pytest.mark.timeout(60)
