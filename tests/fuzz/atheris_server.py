@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import atheris
+import atheris  # type: ignore[import-untyped]
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

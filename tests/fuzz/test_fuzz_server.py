@@ -233,6 +233,9 @@ class Harness:
         self.logger.setLevel(logging.DEBUG)
         self.probe = 0
         self.rooms = 0
+        self.room = ROOM
+        self.fuzzer: AsgiSocket
+        self.watcher: AsgiSocket
         self.examples = 0
         self.http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app), base_url="http://fuzz"
