@@ -64,6 +64,10 @@ def _wait_gone(token: str, timeout: float = 30.0) -> list[str]:
     return left
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _env(token: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
@@ -143,6 +147,9 @@ def test_interrupt_stops_every_started_process(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and an
+        # ignored SIGINT is inherited: give the harness the disposition a terminal would.
+        preexec_fn=_default_sigint,
     )
     try:
         # Wait until servers and the Node driver are up (their own processes exist).

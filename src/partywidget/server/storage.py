@@ -312,6 +312,49 @@ class _SQLiteTransaction(StorageTransaction):
         return max(cursor.rowcount, 0)
 
 
+class _Pending:
+    """One queued SQLite transaction: what to run, and where to deliver its outcome.
+
+    The outcome is recorded on the storage thread and handed to the caller's event loop
+    only after the batch's COMMIT (see :meth:`SQLiteStorage._run_batch`).
+    """
+
+    __slots__ = ("error", "fn", "future", "loop", "ns", "result")
+
+    def __init__(
+        self,
+        ns: Namespace,
+        fn: Callable[[StorageTransaction], Any],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.ns = ns
+        self.fn = fn
+        self.loop = loop
+        self.future = future
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def succeed(self, result: Any) -> None:
+        self.result, self.error = result, None
+
+    def fail(self, error: BaseException) -> None:
+        self.result, self.error = None, error
+
+
+def _resolve_all(items: list[_Pending]) -> None:
+    """On the caller's loop: settle each future (unless its caller cancelled it)."""
+    for item in items:
+        if item.future.done():
+            continue
+        if isinstance(item.error, StopIteration):  # futures refuse it (PEP 479)
+            item.future.set_exception(RuntimeError("transaction raised StopIteration"))
+        elif item.error is not None:
+            item.future.set_exception(item.error)
+        else:
+            item.future.set_result(item.result)
+
+
 class SQLiteStorage(Storage):
     """All rooms in one SQLite file, in WAL mode, driven from one dedicated thread.
 
@@ -326,6 +369,13 @@ class SQLiteStorage(Storage):
     lose the last transactions before a checkpoint, in exchange for commits that do not
     wait for ``fsync``. Pass ``synchronous="FULL"`` to fsync every commit.
 
+    Group commit: transactions are queued, and everything queued while a batch is being
+    committed is committed together in the next batch (one ``BEGIN``…``COMMIT``, each
+    transaction in its own ``SAVEPOINT``, in queue order). Many rooms writing small
+    transactions then share one COMMIT and one thread hand-off instead of paying one
+    each; a caller's ``transaction`` still returns only after its batch committed, and a
+    failing transaction is rolled back alone.
+
     Only one process should serve a given database file: rooms keep an in-memory mirror
     of their content, which another writer would silently invalidate.
     """
@@ -339,6 +389,11 @@ class SQLiteStorage(Storage):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="partywidget-sqlite")
         self._closed = False
         self._close_lock = threading.Lock()
+        # Transactions waiting for the next batch; a drain job is queued on the executor
+        # whenever this is non-empty (see transaction()).
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._drain_scheduled = False
         # Opened on the worker thread (and only ever used there); done synchronously
         # here so that a bad path fails at construction, not at the first request.
         self._conn: sqlite3.Connection = self._executor.submit(
@@ -357,34 +412,131 @@ class SQLiteStorage(Storage):
         conn.execute(_SCHEMA)
         return conn
 
-    def _run_transaction(self, ns: Namespace, fn: Callable[[StorageTransaction], T]) -> T:
-        conn = self._conn
+    def _begin(self) -> None:
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
             if "readonly" not in str(error):
                 raise
             # A read-only database (file, directory or medium): reads must still work
             # (rooms keep loading and serving GETs); writes then fail clearly below.
-            conn.execute("BEGIN")
+            self._conn.execute("BEGIN")
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back (disk full, I/O error): a second ROLLBACK
+        # would raise and hide the real error. A failed COMMIT (disk full) leaves the
+        # transaction open: roll it back, or every later BEGIN fails.
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
+        """Commit a batch of queued transactions together (on the storage thread).
+
+        Why: a COMMIT (and the thread hand-off around it) costs far more than the few
+        row writes of one message, and rooms write many small transactions. Everything
+        queued while the previous batch was committing goes into one ``BEGIN``…
+        ``COMMIT``, each transaction inside its own ``SAVEPOINT`` so that one failing
+        callable is rolled back alone. Results are delivered only after the COMMIT, so
+        an awaited transaction is as durable as before; if the COMMIT fails, every
+        transaction of the batch fails with its error (none of them was stored).
+        """
+        conn = self._conn
+        # Skip transactions whose caller gave up before they started (as an executor
+        # does for a cancelled job); the flag is only read here, so a stale read merely
+        # runs a transaction nobody waits for.
+        batch = [item for item in batch if not item.future.cancelled()]
+        if not batch:
+            return
         try:
-            result = fn(_SQLiteTransaction(conn, ns))
-            conn.execute("COMMIT")
-        except BaseException:
-            # SQLite may already have rolled back (disk full, I/O error): a second
-            # ROLLBACK would raise and hide the real error. A failed COMMIT (disk full)
-            # leaves the transaction open: roll it back, or every later BEGIN fails.
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-        return result
+            self._begin()
+        except BaseException as error:  # delivered to every caller
+            for item in batch:
+                item.fail(error)
+            self._deliver(batch)
+            return
+        committed_ok: list[_Pending] = []  # succeeded, awaiting the COMMIT
+        single = len(batch) == 1
+        for item in batch:
+            if not conn.in_transaction:
+                # A previous failure made SQLite abandon the whole transaction (I/O
+                # error, disk full): start a new one for the rest of the batch.
+                try:
+                    self._begin()
+                except BaseException as error:
+                    item.fail(error)
+                    continue
+            try:
+                if not single:
+                    conn.execute("SAVEPOINT pw_txn")
+                result = item.fn(_SQLiteTransaction(conn, item.ns))
+                if not single:
+                    conn.execute("RELEASE pw_txn")
+            except BaseException as error:  # delivered to its caller
+                item.fail(error)
+                if single:
+                    self._rollback()
+                    continue
+                try:
+                    conn.execute("ROLLBACK TO pw_txn")
+                    conn.execute("RELEASE pw_txn")
+                except sqlite3.Error:
+                    # The savepoint is gone with the whole transaction: the writes of
+                    # earlier transactions in this batch are lost too; fail them.
+                    self._rollback()
+                    for lost in committed_ok:
+                        lost.fail(error)
+                    committed_ok = []
+                continue
+            item.succeed(result)
+            committed_ok.append(item)
+        if conn.in_transaction:
+            try:
+                conn.execute("COMMIT")
+            except BaseException as error:
+                self._rollback()
+                for item in committed_ok:
+                    item.fail(error)
+        elif committed_ok:  # pragma: no cover - defensive: nothing left to commit
+            lost_error = sqlite3.OperationalError("transaction was rolled back")
+            for item in committed_ok:
+                item.fail(lost_error)
+        self._deliver(batch)
+
+    @staticmethod
+    def _deliver(batch: list[_Pending]) -> None:
+        """Resolve the batch's futures: one wake-up per event loop, not per future."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        for item in batch:
+            by_loop.setdefault(item.loop, []).append(item)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(_resolve_all, items)
+
+    def _drain(self) -> None:
+        """Storage-thread job: commit everything queued so far as one batch."""
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+            self._drain_scheduled = False
+        self._run_batch(batch)
 
     async def transaction(self, ns: Namespace, fn: Callable[[StorageTransaction], T]) -> T:
+        """Queue ``fn`` for the next batch; resolves once the batch holding it committed."""
         if self._closed:
             raise RuntimeError("storage is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run_transaction, ns, fn)
+        item = _Pending(ns, fn, loop, loop.create_future())
+        with self._queue_lock:
+            self._queue.append(item)
+            if not self._drain_scheduled:
+                try:
+                    self._executor.submit(self._drain)
+                except RuntimeError:  # shut down between the check above and now
+                    self._queue.remove(item)
+                    raise RuntimeError("storage is closed") from None
+                self._drain_scheduled = True
+        result: T = await item.future
+        return result
 
     def namespaces(self) -> list[Namespace]:
         """Rooms that have data (blocking; for tools and tests)."""
