@@ -15,13 +15,10 @@ fails) when Node or the root ``node_modules`` are missing.
 
 from __future__ import annotations
 
-import re
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from support.node import NodePeers, node_available
 from support.partykit import PartykitDev, partykit_available
 from support.proxy import TcpProxy
 
@@ -46,23 +43,6 @@ def fresh_partykit_dev() -> Iterator[PartykitDev]:
     _skip_unless_partykit()
     with PartykitDev() as server:
         yield server
-
-
-@pytest.fixture
-def room(request: pytest.FixtureRequest) -> str:
-    """A room name no other test (or earlier run against persisted state) uses."""
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name).strip("-")[:40]
-    return f"{stem}-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-async def node_peers() -> AsyncIterator[NodePeers]:
-    """A Node process hosting TinyBase clients; closed (all clients gone) afterwards."""
-    reason = node_available()
-    if reason is not None:
-        pytest.skip(f"Node peers unavailable: {reason}")
-    async with NodePeers() as peers:
-        yield peers
 
 
 @pytest.fixture

@@ -7,15 +7,11 @@
 
 from __future__ import annotations
 
-import re
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from reliability_helpers import ServerProcess
-
-from support.node import NodePeers, node_available
 
 
 @pytest.fixture
@@ -36,18 +32,3 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield make
     for server in started:
         server.stop()
-
-
-@pytest.fixture
-def room(request: pytest.FixtureRequest) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name).strip("-")[:40]
-    return f"{stem}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def node_peers() -> AsyncIterator[NodePeers]:
-    reason = node_available()
-    if reason is not None:
-        pytest.skip(f"Node peers unavailable: {reason}")
-    async with NodePeers() as peers:
-        yield peers
