@@ -9,6 +9,7 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,53 @@ def test_sqlite_commit_survives_kill_9(tmp_path: Path) -> None:
 def test_sqlite_rejects_bad_synchronous_mode(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         SQLiteStorage(tmp_path / "x.db", synchronous="sometimes")
+
+
+async def test_concurrent_transactions_fail_alone_and_commit_durably(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """Writers queued behind a slow transaction (SQLite commits them as one batch, each in
+    its own savepoint): the one that raises loses exactly its own writes, the others land
+    and are on disk once their awaits return."""
+    import asyncio
+    import time
+
+    class Boom(Exception):
+        pass
+
+    def slow(txn: Any) -> str:
+        time.sleep(0.3)  # holds the storage thread: the next ones queue up behind it
+        txn.put("slow", 1)
+        return "slow"
+
+    def writer(i: int) -> Any:
+        def fn(txn: Any) -> int:
+            txn.put(f"k{i}", i)
+            return i
+
+        return fn
+
+    def failing(txn: Any) -> None:
+        txn.put("partial", "must not land")
+        raise Boom
+
+    first = asyncio.ensure_future(storage.transaction(NS, slow))
+    await asyncio.sleep(0.05)
+    results = await asyncio.gather(
+        storage.transaction(NS, writer(1)),
+        storage.transaction(NS, failing),
+        storage.transaction(NS, writer(2)),
+        storage.transaction(NS, writer(3)),
+        return_exceptions=True,
+    )
+    assert await first == "slow"
+    assert results[0] == 1 and results[2] == 2 and results[3] == 3
+    assert isinstance(results[1], Boom)
+    expected = {"slow": 1, "k1": 1, "k2": 2, "k3": 3}
+    assert await storage.list(NS) == expected
+    if isinstance(storage, SQLiteStorage):
+        again = SQLiteStorage(tmp_path / "s.db")
+        try:
+            assert await again.list(NS) == expected
+        finally:
+            await again.close()
