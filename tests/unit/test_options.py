@@ -41,4 +41,4 @@ def test_unknown_and_twice_given_keys_are_errors() -> None:
     with pytest.raises(ValueError, match="unknown Example options"):
         options_from(Example, None, nope=1)
     with pytest.raises(TypeError, match="must be a Example, a mapping or None"):
-        options_from(Example, 3)  # type: ignore[arg-type]
+        options_from(Example, 3)
