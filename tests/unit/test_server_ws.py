@@ -19,7 +19,6 @@ from partywidget.model import DELETED
 from partywidget.server import (
     Connection,
     Limits,
-    Lobby,
     PartyServer,
     ServerThread,
     TinyBasePartyKitServer,
@@ -27,6 +26,7 @@ from partywidget.server import (
     create_app,
     run_in_thread,
 )
+from partywidget.server.room import Lobby
 
 TIMEOUT = 20
 
