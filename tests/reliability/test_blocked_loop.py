@@ -180,7 +180,7 @@ async def test_blocked_loop_beyond_client_keepalive_converges(
 async def test_blocked_loop_for_60s_with_default_keepalive(
     server_process: Callable[..., ServerProcess], room: str
 ) -> None:
-    """The issue's literal scenario: default keepalive (20 s), a cell blocking 60 s."""
+    """The scenario users hit: default keepalive (20 s), a cell blocking the loop for 60 s."""
     server = server_process()
     await _block_and_recover(server, room, block=60.0, socket_options={})
 
