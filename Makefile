@@ -40,7 +40,6 @@ lint: py-deps
 test: setup js lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
-# The README's main job.
 # The README's main job: JupyterLab on the quickstart notebook; the widget starts the
 # embedded room server itself. Root needs --allow-root; no browser here just prints the URL.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
