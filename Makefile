@@ -4,15 +4,25 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup system-deps node-deps py-deps js demo demo-terminal test lint unit interop browser bench clean
+.PHONY: setup system-deps node-deps py-deps js demo demo-terminal test lint bench clean
 
 setup: system-deps node-deps py-deps
 
-# Debian's Chromium for the browser tests (Playwright cannot download browsers here).
+# Chromium for the browser tests (Playwright cannot download browsers here), found by the
+# same rule as the tests (tests/support/tools.py): $PARTYWIDGET_CHROMIUM, else Debian's
+# /usr/bin/chromium, installed here when we are root. Otherwise the browser tests skip;
+# with PARTYWIDGET_REQUIRE_ALL=1 (CI) a missing Chromium stops the build instead.
+export PARTYWIDGET_CHROMIUM ?= /usr/bin/chromium
+REQUIRE_ALL := $(filter-out 0,$(PARTYWIDGET_REQUIRE_ALL))
+
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium missing: browser tests will be skipped (run as root or apt-get install chromium)"; fi; }
+	@test -x "$(PARTYWIDGET_CHROMIUM)" || { \
+	  if [ "$$(id -u)" = 0 ] && [ "$(PARTYWIDGET_CHROMIUM)" = /usr/bin/chromium ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  elif [ -n "$(REQUIRE_ALL)" ]; then \
+	    echo "no Chromium at $(PARTYWIDGET_CHROMIUM), and PARTYWIDGET_REQUIRE_ALL forbids skipping the browser tests (install it as root, or set PARTYWIDGET_CHROMIUM)" >&2; exit 1; \
+	  else echo "no Chromium at $(PARTYWIDGET_CHROMIUM): browser tests will be skipped (run as root, apt-get install chromium, or set PARTYWIDGET_CHROMIUM)"; fi; }
+	@test -x "$(PARTYWIDGET_CHROMIUM)" || [ -z "$(REQUIRE_ALL)" ]
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -40,7 +50,6 @@ lint: py-deps
 test: setup js lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
-# The README's main job.
 # The README's main job: JupyterLab on the quickstart notebook; the widget starts the
 # embedded room server itself. Root needs --allow-root; no browser here just prints the URL.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)

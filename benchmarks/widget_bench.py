@@ -9,7 +9,7 @@
   cell; we count the JSON bytes of every comm message that change caused (and, for scale,
   the initial snapshot).
 
-Goals (issue 5): 100k x 5 materialised in <= 100 ms; one remote cell < 1 KB to the page.
+Goals: 100k x 5 materialised in <= 100 ms; one remote cell < 1 KB to the page.
 """
 
 from __future__ import annotations

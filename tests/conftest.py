@@ -1,15 +1,56 @@
-"""Root fixtures shared by every test layer."""
+"""Root fixtures shared by every test layer, and the no-silent-skips switch.
+
+With ``PARTYWIDGET_REQUIRE_ALL=1`` (``.ci/run`` sets it) every skipped test, or skipped
+module at collection, is reported as a failure with the skip's reason: a CI run passes
+only if every test ran. Tests skip only for a missing tool (see ``support/tools.py``).
+"""
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 
 import pytest
 
 from support.node import NodePeers, node_available
 from support.ports import free_port
+from support.tools import REQUIRE_ALL_ENV, require_all
+
+
+def _fail_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Turn a skip report into a failure that still says why it skipped."""
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    report.outcome = "failed"
+    report.longrepr = f"skipped, and {REQUIRE_ALL_ENV}=1 forbids skips: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if require_all():
+        _fail_skip(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    if require_all():
+        _fail_skip(report)
+    return report
+
+
+def pytest_report_header() -> str | None:
+    return f"{REQUIRE_ALL_ENV}=1: a skipped test fails" if require_all() else None
 
 
 @pytest.fixture

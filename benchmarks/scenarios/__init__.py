@@ -1,7 +1,7 @@
 """The benchmark scenarios, one module each; importing this package registers them.
 
 Order here is the order of the table. Modules import optional dependencies (pandas,
-the widget, other engineers' benchmark modules) inside their ``run`` so that one missing
+the widget, the other benchmark modules) inside their ``run`` so that one missing
 piece fails one scenario, recorded in the results, not the whole harness.
 """
 

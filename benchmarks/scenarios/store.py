@@ -3,7 +3,7 @@ transaction - partywidget's ``Store`` vs TinyBase 10 in Node.
 
 Why: every edit and every remote change goes through the Store, so its per-call cost
 bounds everything above it. The measuring itself is ``benchmarks/store_ops.py`` (and its
-``node/store_ops.mjs``), owned by the Store's engineers; this scenario calls its
+``node/store_ops.mjs``); this scenario calls its
 ``measure_python`` / ``measure_node`` entry points and reports ops/s side by side
 (goal: Python >= 1.0x Node).
 """

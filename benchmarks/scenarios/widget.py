@@ -3,9 +3,8 @@ cell change.
 
 Why here: these figures have no TinyBase counterpart (TinyBase has no DataFrames or
 Jupyter front-end), so they are reported in the partywidget column against their goals
-(issue 5: 100k x 5 cells materialised in <= 100 ms; one remote cell change < 1 KB to the
-page). The measuring is ``benchmarks/widget_bench.py`` (owned by the widget's
-engineers), run in a child process (``_widget_child.py``) at sizes that fit the run.
+(100k x 5 cells materialised in <= 100 ms; one remote cell change < 1 KB to the page).
+The measuring is ``benchmarks/widget_bench.py``, run in a child process (``_widget_child.py``) at sizes that fit the run.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """JupyterLab + Debian Chromium (via Playwright) fixtures for the widget's browser tests.
 
-Follows /work/shared/BROWSER-TESTING.md: the system Chromium (Playwright cannot download
+Follows docs/browser-testing.md: the system Chromium (Playwright cannot download
 browsers here), JupyterLab from this venv with its state in a temp dir, kernels deleted
-between tests. Everything is skipped cleanly when Chromium or Playwright is missing.
+between tests. Everything skips when Chromium, Playwright or JupyterLab is missing (a
+failure under ``PARTYWIDGET_REQUIRE_ALL=1``; see ``tests/support/tools.py``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import pytest
 from jupyter_support import delete_sessions
 
 from support.ports import free_port
+from support.tools import browser_unavailable, chromium_path
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 STATIC = ROOT / "src" / "partywidget" / "static" / "widget.js"
@@ -39,12 +40,9 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
 
 
 def _skip_reason() -> str | None:
-    if not os.path.exists(CHROMIUM):
-        return f"{CHROMIUM} missing (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright not installed"
+    reason = browser_unavailable()
+    if reason is not None:
+        return reason
     if shutil.which("jupyter", path=str(pathlib.Path(sys.executable).parent)) is None:
         return "jupyter not installed in this environment"
     return None
@@ -154,7 +152,7 @@ def browser() -> Iterator[Any]:
 
     with sync_playwright() as p:
         b = p.chromium.launch(
-            executable_path=CHROMIUM,
+            executable_path=chromium_path(),
             args=[
                 "--no-sandbox",
                 "--disable-gpu",

@@ -1,9 +1,9 @@
 """01_quickstart and 03_classroom run in a real JupyterLab + Chromium ("Run All Cells").
 
-Uses the widget engineer's fixtures (``page``, ``jupyter``, ``artifacts``). The committed
-notebooks are copied into JupyterLab's root with a fresh room name in their
-``parameters`` cell; nothing else is started, so the kernel runs the embedded server (01)
-or its own classroom server (03). A second client in this process joins the kernel's
+Uses the browser fixtures of ``tests/browser/conftest.py`` (``page``, ``jupyter``,
+``artifacts``). The committed notebooks are copied into JupyterLab's root with a fresh
+room name in their ``parameters`` cell; nothing else is started, so the kernel runs the
+embedded server (01) or its own classroom server (03). A second client in this process joins the kernel's
 server (its address is read from the page) and edits cross between it and the grid.
 Screenshots go to ``artifacts/`` (checked by eye once; kept as CI artefacts).
 """

@@ -61,7 +61,7 @@ def _j(text: str) -> str:
 
 
 def cell_key(t: str, r: str, c: str) -> str:
-    """The storage key layout of PROTOCOL.md: ``t"table","row","cell"``."""
+    """The storage key layout of docs/protocol.md: ``t"table","row","cell"``."""
     return f"t{_j(t)},{_j(r)},{_j(c)}"
 
 

@@ -9,8 +9,9 @@
 - ``make_proxy`` (function): ``make_proxy(port, host="127.0.0.1") -> TcpProxy``
   (started; stopped at teardown); ``partykit_proxy``: one in front of ``partykit_dev``.
 
-Tests that need Node mark themselves ``@pytest.mark.node``; everything here skips (not
-fails) when Node or the root ``node_modules`` are missing.
+Tests that need Node mark themselves ``@pytest.mark.node``; everything here skips when
+Node or the root ``node_modules`` are missing (a failure under
+``PARTYWIDGET_REQUIRE_ALL=1``, as in CI).
 """
 
 from __future__ import annotations

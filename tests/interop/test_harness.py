@@ -272,7 +272,7 @@ async def test_witness_reference_client_does_not_resync_after_reconnect(
     room: str,
     cut: str,
 ) -> None:
-    """REGRESSION WITNESS of the reference's weakness (see PROTOCOL.md).
+    """REGRESSION WITNESS of the reference's weakness (see docs/protocol.md).
 
     A TinyBase client that was cut off misses every broadcast sent meanwhile and never
     reloads after partysocket reconnects: it stays silently divergent from the server.

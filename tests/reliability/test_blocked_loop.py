@@ -8,13 +8,13 @@ reconnect, resync and end up equal to the server, with the edits it made itself.
 
 The keepalive is shortened through the socket options the persister's PartySocket takes
 (``ping_interval``/``ping_timeout``) so that a 2.5 s block exceeds it; the same path with
-the widget's default 20 s keepalive and a 60 s block runs with ``PARTYWIDGET_SLOW=1``.
+the widget's default 20 s keepalive and a 60 s block runs with ``PARTYWIDGET_SLOW=1`` and
+in CI (``PARTYWIDGET_REQUIRE_ALL=1``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +29,7 @@ from partywidget.codec import encode_changes
 from partywidget.partykit.socket import PartySocket
 from partywidget.server import create_app
 from partywidget.server.thread import bind_socket, uvicorn_config
+from support.tools import run_slow
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -176,11 +177,11 @@ async def test_blocked_loop_beyond_client_keepalive_converges(
     assert "Traceback" not in server.log_text(), server.log_tail()
 
 
-@pytest.mark.skipif(not os.environ.get("PARTYWIDGET_SLOW"), reason="PARTYWIDGET_SLOW=1 only")
+@pytest.mark.skipif(not run_slow(), reason="a minute long: PARTYWIDGET_SLOW=1 runs it")
 async def test_blocked_loop_for_60s_with_default_keepalive(
     server_process: Callable[..., ServerProcess], room: str
 ) -> None:
-    """The issue's literal scenario: default keepalive (20 s), a cell blocking 60 s."""
+    """The scenario users hit: default keepalive (20 s), a cell blocking the loop for 60 s."""
     server = server_process()
     await _block_and_recover(server, room, block=60.0, socket_options={})
 

@@ -14,7 +14,6 @@ from starlette.responses import PlainTextResponse
 
 from partywidget.server import (
     Limits,
-    Lobby,
     MemoryStorage,
     ServerThread,
     TinyBasePartyKitServer,
@@ -22,6 +21,7 @@ from partywidget.server import (
     create_app,
     run_in_thread,
 )
+from partywidget.server.room import Lobby
 
 CORS = {
     "access-control-allow-origin": "*",
