@@ -8,7 +8,11 @@ plays the remote client.
 from __future__ import annotations
 
 import pytest
-from test_widget_support import (
+
+from partywidget.model import DELETED
+from partywidget.server.thread import run_in_thread
+from partywidget.widget import PartyStoreWidget
+from support.widget import (
     comm_of,
     deltas,
     install,
@@ -16,11 +20,6 @@ from test_widget_support import (
     view_changes,
     wait_for,
 )
-
-from partywidget import widget as widget_mod
-from partywidget.model import DELETED
-from partywidget.server import run_in_thread
-from partywidget.widget import PartyStoreWidget
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +76,7 @@ def test_no_deltas_before_a_view_asked(pair):
 
 def test_snapshot_is_chunked(pair, monkeypatch):
     a, _ = pair
-    monkeypatch.setattr(widget_mod, "SNAPSHOT_CHUNK_CELLS", 10)
+    monkeypatch.setattr(a._view, "chunk_cells", 10)
     a.set_table("t", {f"r{i}": {"x": i, "y": str(i)} for i in range(25)})
     c = comm_of(a)
     c.from_view({"kind": "snapshot?", "view": "v"})
