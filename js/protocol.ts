@@ -8,7 +8,7 @@
 //
 // `seq` numbers each direction's stream; a delta that is not exactly last+1 makes the view
 // ask for a new snapshot (the kernel does the same for a view's stream), so a lost or early
-// message heals itself. Content and Changes travel encoded as on the PartyKit wire: inside
+// message heals itself. A snapshot request restarts the numbering of the view's edits. Content and Changes travel encoded as on the PartyKit wire: inside
 // them TinyBase's `undefined` (deleted) is U+FFFC and object/array cells are U+FFFD + JSON
 // (partywidget.codec), so one decoder serves the room and the kernel.
 import type { Changes, Content } from "tinybase/store";
@@ -133,6 +133,7 @@ export class KernelLink {
   private awaiting: string | null = null; // id of the snapshot being received ("?" = asked)
   private pending: Array<{ seq: number; changes: string }> = [];
   private parts: string[] = [];
+  private stray: string | null = null; // id of a snapshot whose first part was lost
 
   constructor(readonly viewId: string) {}
 
@@ -141,10 +142,12 @@ export class KernelLink {
     return this.awaiting !== null;
   }
 
-  /** The message asking for a (new) snapshot; deltas are held until it is complete. */
+  /** The message asking for a (new) snapshot; deltas are held until it is complete. It
+   * also restarts the numbering of our edits, as the kernel does when it receives it. */
   request(): SnapshotRequest {
     this.awaiting = "?";
     this.parts = [];
+    this.sendSeq = 0;
     return { kind: SNAPSHOT_REQUEST, view: this.viewId };
   }
 
@@ -168,8 +171,15 @@ export class KernelLink {
     if (msg.part === 0) {
       this.awaiting = msg.sid;
       this.parts = [];
-    } else if (msg.sid !== this.awaiting || this.parts.length !== msg.part) {
-      return []; // part of a snapshot we are not assembling (or out of order): ignore
+    } else if (msg.sid !== this.awaiting) {
+      // A part of a snapshot we are not assembling. While we wait for an answer, it is
+      // that answer without its first part: ask again (once per snapshot). Otherwise it
+      // is a stale duplicate: ignore it.
+      if (this.awaiting !== "?" || msg.sid === this.stray) return [];
+      this.stray = msg.sid;
+      return this.restart();
+    } else if (this.parts.length !== msg.part) {
+      return this.parts.length < msg.part ? this.restart() : []; // a part was lost / a duplicate
     }
     this.parts.push(msg.content);
     const steps: Step[] = [{ kind: "progress", part: msg.part + 1, parts: msg.parts }];
@@ -180,7 +190,9 @@ export class KernelLink {
   private receiveChanges(msg: KernelChanges): Step[] {
     if (this.awaiting !== null) {
       this.pending.push({ seq: msg.seq, changes: msg.changes });
-      return [];
+      // The kernel sends a snapshot's parts back to back: a delta in between means the
+      // rest of the parts were lost.
+      return this.parts.length > 0 ? this.restart() : [];
     }
     if (msg.seq === this.lastSeq + 1) {
       this.lastSeq = msg.seq;
@@ -188,9 +200,14 @@ export class KernelLink {
     }
     if (msg.seq > this.lastSeq + 1) {
       this.pending.push({ seq: msg.seq, changes: msg.changes });
-      return [{ kind: "send", message: this.request() }]; // a delta went missing
+      return this.restart(); // a delta went missing
     }
     return []; // an old duplicate, already contained in our state
+  }
+
+  /** Ask again for a snapshot whose parts did not all arrive. */
+  private restart(): Step[] {
+    return [{ kind: "send", message: this.request() }];
   }
 
   private finishSnapshot(seq: number): Step[] {

@@ -15,7 +15,8 @@ side and defines the same message kinds.
 
 Content and Changes are encoded as on the PartyKit wire (``partywidget.codec``). Each
 direction numbers its messages; a receiver seeing anything but last+1 asks for (or
-sends) a fresh snapshot, which heals lost, duplicated or early messages. Edits the Store
+sends) a fresh snapshot, which heals lost, duplicated or early messages. A snapshot
+request restarts the numbering of that view's edits (from 1), on both sides. Edits the Store
 refuses (schema, read-only) are answered with the Store's actual cells, so a view never
 drifts from the kernel.
 """
