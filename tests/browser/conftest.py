@@ -1,8 +1,8 @@
 """JupyterLab + Debian Chromium (via Playwright) fixtures for the widget's browser tests.
 
-Follows /work/shared/BROWSER-TESTING.md: the system Chromium (Playwright cannot download
-browsers here), JupyterLab from this venv with its state in a temp dir, kernels deleted
-between tests. Everything is skipped cleanly when Chromium or Playwright is missing.
+The system Chromium (Playwright cannot download browsers here), JupyterLab from this
+venv with its state in a temp dir, kernels deleted between tests. Everything is skipped
+cleanly when Chromium or Playwright is missing.
 """
 
 from __future__ import annotations

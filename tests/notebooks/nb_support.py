@@ -6,7 +6,7 @@ own cells (with test parameters injected after the cell tagged ``parameters``, t
 papermill convention), can stop before the cells tagged ``cleanup``, and runs extra
 cells whose *stdout* (JSON) the tests parse. Only the output of the cell being executed
 is used: background widget updates carry another cell's parent header, so the widget
-state nbclient saves is no evidence (see /work/shared/BROWSER-TESTING.md).
+state nbclient saves is no evidence.
 
 The kernel is the venv's ``python3`` kernel (jupyter_client runs it with this
 interpreter) and imports partywidget from ``src/`` through ``PYTHONPATH`` (the
