@@ -5,7 +5,8 @@ must run each on its event loop's thread (the Store is not thread-safe) and refu
 writes when read-only. The rule lives in one place, :meth:`StoreFacade._store_call`;
 each method below is only a signature and a docstring (so ``help()``, IDEs and mypy see
 the real parameters), turned into a call of that rule by :func:`writer` or
-:func:`reader`.
+:func:`reader`. :class:`Tables` (``w.tables``) is a DataFrame mapping over the same
+methods.
 """
 
 # The decorated methods' bodies are intentionally empty: the decorator supplies them.
@@ -13,10 +14,13 @@ the real parameters), turned into a call of that rule by :func:`writer` or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
-__all__ = ["StoreFacade", "reader", "writer"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["StoreFacade", "Tables", "reader", "writer"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -150,6 +154,10 @@ class StoreFacade:
         """A copy of a table, ``{row_id: {cell_id: cell}}``."""
 
     @reader
+    def get_table_ids(self) -> list[str]:
+        """The ids of the tables."""
+
+    @reader
     def get_cell(self, table_id: str, row_id: str, cell_id: str) -> Any:
         """One cell (None if absent)."""
 
@@ -160,3 +168,33 @@ class StoreFacade:
     @reader
     def get_content(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The local Store's content ``(tables, values)`` (copies)."""
+
+
+class Tables(MutableMapping[str, "pd.DataFrame"]):
+    """``w.tables``: the Store's tables as DataFrames; assigning a frame diffs it in."""
+
+    def __init__(self, widget: Any) -> None:
+        self._widget = widget
+
+    def __getitem__(self, table_id: str) -> pd.DataFrame:
+        if table_id not in self._widget.get_table_ids():
+            raise KeyError(table_id)
+        frame: pd.DataFrame = self._widget.df(table_id)
+        return frame
+
+    def __setitem__(self, table_id: str, frame: pd.DataFrame) -> None:
+        self._widget.set_table(table_id, frame)
+
+    def __delitem__(self, table_id: str) -> None:
+        if table_id not in self._widget.get_table_ids():
+            raise KeyError(table_id)
+        self._widget.del_table(table_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._widget.get_table_ids())
+
+    def __len__(self) -> int:
+        return len(self._widget.get_table_ids())
+
+    def __repr__(self) -> str:
+        return f"<tables {self._widget.get_table_ids()!r}>"

@@ -53,7 +53,7 @@ import functools
 import json
 import logging
 import pathlib
-from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anywidget
@@ -61,7 +61,7 @@ import pandas as pd
 import traitlets
 
 from . import frames as _frames
-from ._facade import StoreFacade
+from ._facade import StoreFacade, Tables
 from ._loop import LoopRunner, StallWatch, stall_watch
 from .changes import changes_is_empty, diff_content
 from .codec import decode_content
@@ -102,40 +102,6 @@ export default { render({ el }) {
   el.textContent = "partywidget: front-end not built (run `npm run build`).";
 } };
 """
-
-
-class _Tables(MutableMapping[str, pd.DataFrame]):
-    """``w.tables``: the Store's tables as DataFrames; assigning a frame diffs it in."""
-
-    def __init__(self, widget: PartyStoreWidget) -> None:
-        self._widget = widget
-
-    def __getitem__(self, table_id: str) -> pd.DataFrame:
-        if table_id not in self._ids():
-            raise KeyError(table_id)
-        return self._widget.df(table_id)
-
-    def __setitem__(self, table_id: str, frame: pd.DataFrame) -> None:
-        self._widget.set_table(table_id, frame)
-
-    def __delitem__(self, table_id: str) -> None:
-        if table_id not in self._ids():
-            raise KeyError(table_id)
-        self._widget.del_table(table_id)
-
-    def _ids(self) -> list[str]:
-        w = self._widget
-        ids: list[str] = w._runner.call(w._store.get_table_ids)
-        return ids
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._ids())
-
-    def __len__(self) -> int:
-        return len(self._ids())
-
-    def __repr__(self) -> str:
-        return f"<tables {self._ids()!r}>"
 
 
 class PartyStoreWidget(StoreFacade, anywidget.AnyWidget):
@@ -349,9 +315,9 @@ class PartyStoreWidget(StoreFacade, anywidget.AnyWidget):
         return self._socket
 
     @property
-    def tables(self) -> _Tables:
+    def tables(self) -> Tables:
         """The tables as DataFrames: ``w.tables["pets"]``, ``w.tables["pets"] = df``."""
-        return _Tables(self)
+        return Tables(self)
 
     @property
     def values(self) -> dict[str, Any]:
