@@ -45,6 +45,7 @@ lint: py-deps
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
+	tsc --noEmit -p .
 
 # The README's test command: everything, from scratch.
 test: setup js lint

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.interval > 0:
                 time.sleep(args.interval)
         try:
-            client.flush(args.timeout)  # written, and a GET of the room equals our Store
+            client.wait_flush(args.timeout)  # written, and a GET of the room equals our Store
         except TimeoutError:
             print("sensor hub: the server did not confirm the readings in time", flush=True)
             return 1

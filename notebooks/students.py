@@ -100,8 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # 4. Settle: each student's Store equals the server (refused rows dropped again).
         deadline = time.monotonic() + args.timeout
         for client in clients.values():
-            client.flush(remaining(deadline))
-        stored = clients[names[0]].server_content()[0].get(ANSWERS, {})
+            client.wait_flush(remaining(deadline))
+        stored = clients[names[0]].wait_server_content()[0].get(ANSWERS, {})
         accepted = sum(
             1
             for name in names

@@ -206,9 +206,9 @@ class _Demo:
         self.say(f"  alice and bob agree: {_content(alice) == _content(bob)}")
         # flush: both clients' edits are written and a GET of the room equals their Store
         # (what a script must do before exiting); then show that GET's answer.
-        alice.flush(self.args.timeout)
-        bob.flush(self.args.timeout)
-        on_server = tuple(alice.server_content(self.args.timeout))
+        alice.wait_flush(self.args.timeout)
+        bob.wait_flush(self.args.timeout)
+        on_server = tuple(alice.wait_server_content(self.args.timeout))
         self.say(f"  the server holds the same (a GET of the room): {on_server == _content(bob)}")
         self.say()
         self.say(

@@ -118,7 +118,7 @@ def test_grid_shows_edits_and_receives_remote_changes(page, jupyter, artifacts, 
             "await w.ready()\nprint('kernel sees', w.status, sorted(w.df('pets').index),"
             " list(w.df('pets').columns))",
             "print('before', w.stats['snapshots'])\n"
-            "w._seq += 1  # lose a delta on purpose: the view must notice and resnapshot\n"
+            "w._view.seq += 1  # lose a delta on purpose: the view must notice and resnapshot\n"
             "w.set_cell('pets', 'felix', 'legs', 42);",
             "print('after', w.stats['snapshots'])",
         ],

@@ -238,16 +238,16 @@ def test_partywidget_serve_party_runs_the_classroom(serve_party: Any) -> None:
         student.wait_ready(30)
         teacher.set_table("questions", CLI_QUESTIONS)
         teacher.set_values({"schema": SCHEMA, "locked": False})
-        teacher.flush(30)  # now the teacher's Store equals the server...
+        teacher.wait_flush(30)  # now the teacher's Store equals the server...
         # ...and still holds its writes: the key was honoured (refused ones are reverted)
-        assert teacher.server_content() == (
+        assert teacher.wait_server_content() == (
             {"questions": CLI_QUESTIONS},
             {"schema": SCHEMA, "locked": False},
         )
 
         out = run_students(server.host, room)
         assert "answers sent: 8, accepted: 8, refused: 0" in out, out
-        answers = teacher.server_content()[0]["answers"]
+        answers = teacher.wait_server_content()[0]["answers"]
         assert sorted(answers) == sorted(
             f"s{i}-{q}-1" for i in ("01", "02", "03", "04") for q in CLI_QUESTIONS
         )
@@ -257,15 +257,15 @@ def test_partywidget_serve_party_runs_the_classroom(serve_party: Any) -> None:
         student.wait_until(lambda: student.get_value("schema") is not None, 30)
         student.set_cell("questions", "q1", "answer", 0)
         student.set_value("locked", True)
-        student.flush(30)  # refused: the corrections make its Store equal the server again
+        student.wait_flush(30)  # refused: the corrections make its Store equal the server again
         assert student.get_cell("questions", "q1", "answer") == 56
         assert student.get_value("locked") is False
 
         teacher.set_value("locked", True)
-        teacher.flush(30)
+        teacher.wait_flush(30)
         out = run_students(server.host, room, "--attempt", "2")
         assert "answers sent: 8, accepted: 0, refused: 8" in out, out
-        assert len(teacher.server_content()[0]["answers"]) == 8
+        assert len(teacher.wait_server_content()[0]["answers"]) == 8
         assert "refused a student edit (the room is locked)" in server.read_log()
     finally:
         student.close()
@@ -281,7 +281,7 @@ def test_serve_party_without_a_teacher_key_has_no_teacher(serve_party: Any) -> N
     try:
         client.set_value("locked", True)
         client.set_row("answers", "a1", {"student": "s", "question": "q1", "answer": 1})
-        client.flush(30)
+        client.wait_flush(30)
         assert client.get_content() == (
             {"answers": {"a1": {"student": "s", "question": "q1", "answer": 1}}},
             {},

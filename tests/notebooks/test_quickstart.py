@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from nb_support import NotebookRun, wait_for
 
+from partywidget.host import answers
 from partywidget.server import ServerThread
-from partywidget.widget import PartyStoreWidget, _answers
+from partywidget.widget import PartyStoreWidget
 
 AFTER_NOTEBOOK = {
     "fido": {"species": "dog", "age": 4, "sold": False},
@@ -94,7 +95,7 @@ def test_quickstart_on_a_server_the_test_started(
 
 
 def test_quickstart_on_the_embedded_server(kernel_env: None) -> None:
-    occupied = _answers("127.0.0.1", 1999)  # then the kernel uses that server instead
+    occupied = answers("127.0.0.1", 1999)  # then the kernel uses that server instead
     room = f"quickstart-{uuid.uuid4().hex[:8]}"
     with NotebookRun("01_quickstart.ipynb", f"ROOM = {room!r}") as run:
         run.execute("from partywidget import PartyStoreWidget")

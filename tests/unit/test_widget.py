@@ -8,20 +8,18 @@ kernel). The second client is either another widget or a bare Store + PartyKit p
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 
 import pandas as pd
 import pytest
-from test_widget_support import comm_of, install, wait_for
 
-from partywidget import widget as widget_mod
 from partywidget.model import DELETED
 from partywidget.partykit.persister import create_partykit_persister
 from partywidget.partykit.socket import PartySocket
-from partywidget.server import run_in_thread
+from partywidget.server.thread import run_in_thread
 from partywidget.store import create_store
-from partywidget.widget import PartyStoreWidget, resolve_host
+from partywidget.widget import PartyStoreWidget
+from support.widget import comm_of, install, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -182,43 +180,6 @@ def test_status_reports_an_unreachable_host(monkeypatch, port):
             w.wait_ready(0.5)
     finally:
         w.close()
-
-
-def test_host_resolution(monkeypatch, port, caplog):
-    install(monkeypatch)
-    assert resolve_host("example.org:1234") == ("example.org:1234", "")
-    monkeypatch.setenv("PARTYWIDGET_HOST", "elsewhere:99")
-    assert resolve_host(None) == ("elsewhere:99", "")
-    monkeypatch.delenv("PARTYWIDGET_HOST")
-    # nothing answers on the default port -> an embedded server, said once in the log
-    monkeypatch.setattr(widget_mod, "DEFAULT_PORT", port)
-    monkeypatch.setattr(widget_mod, "_embedded", None)
-    monkeypatch.setattr(widget_mod, "_embedded_logged", False)
-    with caplog.at_level(logging.INFO, logger="partywidget"):
-        w1 = PartyStoreWidget("emb")
-        w2 = PartyStoreWidget("emb")
-    try:
-        embedded = widget_mod._embedded
-        assert embedded is not None and embedded.port == port
-        assert w1.host == w2.host == f"127.0.0.1:{port}"
-        assert "embedded" in w1.notice
-        assert sum("embedded" in r.getMessage() for r in caplog.records) == 1
-        w1.wait_ready(30)
-        w2.wait_ready(30)
-        w1.set_cell("t", "r", "c", "hello")
-        wait_for(lambda: w2.get_cell("t", "r", "c") == "hello")
-    finally:
-        w1.close()
-        w2.close()
-        embedded.stop()
-    # and when something answers on the default port, it is used as is
-    s = run_in_thread(port=0)
-    try:
-        monkeypatch.setattr(widget_mod, "DEFAULT_PORT", s.port)
-        monkeypatch.setattr(widget_mod, "_embedded", None)
-        assert resolve_host(None) == (f"127.0.0.1:{s.port}", "")
-    finally:
-        s.stop()
 
 
 def test_initial_content_and_schema(widgets):

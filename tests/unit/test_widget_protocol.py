@@ -8,7 +8,11 @@ plays the remote client.
 from __future__ import annotations
 
 import pytest
-from test_widget_support import (
+
+from partywidget.model import DELETED
+from partywidget.server.thread import run_in_thread
+from partywidget.widget import PartyStoreWidget
+from support.widget import (
     comm_of,
     deltas,
     install,
@@ -16,11 +20,6 @@ from test_widget_support import (
     view_changes,
     wait_for,
 )
-
-from partywidget import widget as widget_mod
-from partywidget.model import DELETED
-from partywidget.server import run_in_thread
-from partywidget.widget import PartyStoreWidget
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +76,7 @@ def test_no_deltas_before_a_view_asked(pair):
 
 def test_snapshot_is_chunked(pair, monkeypatch):
     a, _ = pair
-    monkeypatch.setattr(widget_mod, "SNAPSHOT_CHUNK_CELLS", 10)
+    monkeypatch.setattr(a._view, "chunk_cells", 10)
     a.set_table("t", {f"r{i}": {"x": i, "y": str(i)} for i in range(25)})
     c = comm_of(a)
     c.from_view({"kind": "snapshot?", "view": "v"})
@@ -153,8 +152,17 @@ def test_read_only_widget(server, room, monkeypatch):
         reader.wait_ready(30)
         writer.set_cell("t", "r", "x", 1)
         wait_for(lambda: reader.get_table("t") == {"r": {"x": 1}})
-        with pytest.raises(PermissionError):
-            reader.set_cell("t", "r", "x", 2)
+        # every writer refuses, the reads still work
+        for write in (
+            lambda: reader.set_cell("t", "r", "x", 2),
+            lambda: reader.add_row("t", {"x": 3}),
+            lambda: reader.transaction(lambda: None),
+            lambda: reader.set_table("t", {}),
+            reader.del_tables,
+        ):
+            with pytest.raises(PermissionError):
+                write()
+        assert reader.get_table_ids() == ["t"] and reader.get_cell("t", "r", "x") == 1
         c = comm_of(reader)
         c.from_view({"kind": "snapshot?", "view": "v"})
         start = len(c.custom())

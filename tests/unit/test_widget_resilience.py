@@ -9,13 +9,14 @@ state: the dropped connection is seen by the server, then the blocked widget is 
 ``connected``, has resynced, and holds exactly what the server holds - including the
 other client's edits made while it was blocked and its own edit made just before.
 
-Also here: ``flush()``, ``until()``/``wait_until()``, ``server_content()`` and a prompt
+Also here: ``flush``, ``until``, ``server_content`` and their ``wait_*`` twins, and a prompt
 ``close()`` of a widget that never connected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import pathlib
@@ -25,11 +26,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_widget_support import KeepaliveServer, LoopThread, install, wait_for
 
 from partywidget.partykit.socket import CLOSED
-from partywidget.server import run_in_thread
+from partywidget.server.thread import run_in_thread
 from partywidget.widget import PartyStoreWidget
+from support.widget import KeepaliveServer, LoopThread, install, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 #: Client side keepalive and a quick reconnect: the knobs ``socket_options`` exposes.
@@ -69,7 +70,8 @@ def test_socket_options_reach_the_socket(server, monkeypatch):
         w.close()
     with pytest.raises(ValueError, match="room"):
         PartyStoreWidget("opts", server.host, socket_options={"room": "other"})
-    with pytest.raises(TypeError):
+    # (an unknown keyword to PartySocket, or an unknown field of its options dataclass)
+    with pytest.raises((TypeError, ValueError), match="no_such_option"):
         PartyStoreWidget("opts", server.host, socket_options={"no_such_option": 1})
 
 
@@ -115,7 +117,7 @@ def test_blocked_background_loop_reconnects_and_resyncs(keepalive_server, peer_l
             )
             peer.set_cell("t", "a", "n", 2)
             peer.set_value("note", "edited while blocked")
-            peer.flush(30)  # the server holds the peer's edits
+            peer.wait_flush(30)  # the server holds the peer's edits
         finally:
             released.set()
 
@@ -123,8 +125,8 @@ def test_blocked_background_loop_reconnects_and_resyncs(keepalive_server, peer_l
             lambda: w.status == "connected" and w.persister.get_stats()["resyncs"] > resyncs,
             60,
         )
-        w.flush(60)  # handed over and confirmed by a GET equal to local
-        tables, values = w.server_content()
+        w.wait_flush(60)  # handed over and confirmed by a GET equal to local
+        tables, values = w.wait_server_content()
         assert (tables, values) == w.get_content()
         assert tables == {"t": {"a": {"n": 2}, "mine": {"n": 10}}}
         assert values == {"note": "edited while blocked"}
@@ -198,7 +200,7 @@ def test_blocking_cell_in_a_real_kernel_ends_in_reconnect_and_resync(
     try:
         peer.wait_ready(30)
         peer.set_table("t", {"a": {"n": 1}})
-        peer.flush(30)
+        peer.wait_flush(30)
         state = kernel.json(
             "import json, os, time\n"
             "from partywidget import PartyStoreWidget\n"
@@ -232,7 +234,7 @@ def test_blocking_cell_in_a_real_kernel_ends_in_reconnect_and_resync(
             )
             peer.set_cell("t", "a", "n", 2)
             peer.set_value("note", "edited while the kernel was blocked")
-            peer.flush(30)
+            peer.wait_flush(30)
         finally:
             flag.write_text("go")
             cell.join(120)
@@ -272,11 +274,17 @@ def test_flush_until_and_server_content_in_background_mode(server, monkeypatch):
         a.wait_ready(30)
         b.wait_ready(30)
         a.set_table("t", {f"r{i}": {"n": i} for i in range(500)})
-        assert a.flush(30) is a
+        assert a.wait_flush(30) is a
         # confirmed: the server holds it now, without waiting for anything else
-        assert a.server_content()[0]["t"]["r499"] == {"n": 499}
+        assert a.wait_server_content()[0]["t"]["r499"] == {"n": 499}
         assert b.wait_until(lambda: b.get_cell("t", "r499", "n"), 30) == 499
-        assert b.until(lambda: "found", 1) == "found"  # returns the predicate's value
+        assert b.wait_until(lambda: "found", 1) == "found"  # returns the predicate's value
+        # the coroutines work from another loop than the widget's (here: asyncio.run in
+        # the test's thread, the widget on its daemon loop)
+        a.set_cell("t", "r0", "n", -5)
+        assert asyncio.run(a.flush(30)) is a
+        assert asyncio.run(a.server_content())[0]["t"]["r0"] == {"n": -5}
+        assert asyncio.run(b.until(lambda: b.get_cell("t", "r0", "n") == -5, 30)) is True
         with pytest.raises(TimeoutError):
             b.wait_until(lambda: b.get_cell("t", "r0", "n") == -1, 0.5)
         # an unblocked loop never triggers the stall guard's reconnect
@@ -303,6 +311,10 @@ async def test_flush_and_until_are_awaitable_on_the_loop(server, monkeypatch):
         assert await a.flush(30) is a
         assert (await a.server_content())[0] == {"t": {"r": {"c": "x"}}}
         assert await b.until(lambda: b.get_cell("t", "r", "c"), 30) == "x"
+        # the blocking twins refuse to freeze the loop they would wait for
+        for blocking in (b.wait_ready, b.wait_flush, b.wait_server_content):
+            with pytest.raises(RuntimeError, match="await"):
+                blocking()
         with pytest.raises(RuntimeError, match="await"):
             b.wait_until(lambda: True)
         with pytest.raises(TimeoutError):
@@ -313,13 +325,24 @@ async def test_flush_and_until_are_awaitable_on_the_loop(server, monkeypatch):
         await asyncio.sleep(0)  # let the spawned closes start
 
 
+def test_waiting_methods_are_coroutines_with_blocking_twins():
+    """One rule: never a return type that depends on the calling thread."""
+    for name in ("ready", "until", "flush", "server_content"):
+        assert inspect.iscoroutinefunction(getattr(PartyStoreWidget, name)), name
+        twin = getattr(PartyStoreWidget, f"wait_{name}")
+        assert not inspect.iscoroutinefunction(twin), name
+        assert list(inspect.signature(twin).parameters) == list(
+            inspect.signature(getattr(PartyStoreWidget, name)).parameters
+        )
+
+
 def test_flush_waits_for_a_socket_that_is_not_open(monkeypatch, port):
     install(monkeypatch)
     w = PartyStoreWidget("nobody", f"127.0.0.1:{port}")  # nothing listens there
     try:
         w.set_cell("t", "r", "c", 1)
         with pytest.raises(TimeoutError):
-            w.flush(1)
+            w.wait_flush(1)
     finally:
         w.close()
 
@@ -340,48 +363,3 @@ def test_close_of_a_never_connected_widget_finishes_its_shutdown(monkeypatch, po
     destroying = w.persister._destroying
     assert destroying is not None and destroying.done()
     assert w.status == "offline"
-
-
-def test_embedded_server_notice_is_info_on_the_package_logger(monkeypatch, port, caplog):
-    import logging
-
-    from partywidget import widget as widget_mod
-
-    install(monkeypatch)
-    monkeypatch.delenv("PARTYWIDGET_HOST", raising=False)
-    monkeypatch.setattr(widget_mod, "DEFAULT_PORT", port)
-    monkeypatch.setattr(widget_mod, "_embedded", None)
-    monkeypatch.setattr(widget_mod, "_embedded_logged", False)
-    with caplog.at_level(logging.DEBUG, logger="partywidget"):
-        host, notice = widget_mod.resolve_host(None)
-    embedded = widget_mod._embedded
-    try:
-        assert "embedded" in notice and host == f"127.0.0.1:{port}"
-        records = [r for r in caplog.records if "embedded" in r.getMessage()]
-        assert [(r.name, r.levelno) for r in records] == [("partywidget", logging.INFO)]
-    finally:
-        assert embedded is not None
-        embedded.stop()
-
-
-def test_embedded_server_notice_writes_nothing_to_stderr(port):
-    """In a fresh process with logging unconfigured (as in a kernel), the notice goes to
-    the widget's banner only: no red stderr line in JupyterLab."""
-    import subprocess
-    import sys
-
-    code = (
-        "import partywidget.widget as m\n"
-        f"m.DEFAULT_PORT = {port}\n"
-        "host, notice = m.resolve_host(None)\n"
-        "print(notice)\n"
-        "m._embedded.stop()\n"
-    )
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    env.pop("PARTYWIDGET_HOST", None)
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert "embedded" in done.stdout
-    assert done.stderr == ""

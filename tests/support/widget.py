@@ -134,7 +134,7 @@ class KeepaliveServer:
 
         import uvicorn
 
-        from partywidget.server import create_app
+        from partywidget.server.app import create_app
         from partywidget.server.thread import bind_socket, uvicorn_config
 
         self.app = create_app()
