@@ -17,19 +17,21 @@ Semantics follow ``node_modules/partysocket/dist/{index,ws}.js``:
   in an async one. (partysocket freezes a plain object at construction; we re-read the
   mapping, so mutating it also works.) Values are str, int, float or bool (written as
   JavaScript's ``String()`` would); None omits the key.
-- Backoff: attempt *n* (``retry_count`` = n, the first connection being 0) waits
-  ``min(min_reconnection_delay * grow_factor ** (n - 1), max_reconnection_delay)``,
-  0 for n = 0. A connection that stays open ``min_uptime`` seconds resets the count, so
-  a later drop waits ``min_reconnection_delay`` again. After ``max_retries`` failed
-  retries the socket stays closed. ``reconnect()`` resets the count and connects at once.
+- Everything else is :class:`~partywidget.partykit.options.SocketOptions` (backoff,
+  queue, keepalive, limits), given as ``options=`` and/or as keyword arguments.
+  ``retry_count`` is n for attempt n (the first connection being 0); a connection that
+  stays open ``min_uptime`` resets it; ``reconnect()`` resets it and connects at once.
 - ``send()`` while not open queues (up to ``max_enqueued_messages``, further messages
   are dropped) and the queue is flushed in order when the next connection opens, before
   the ``open`` event. It returns True if the message went to an open connection.
-- Events ``open``, ``message``, ``close``, ``error``. Every failed attempt dispatches
-  ``error`` then ``close`` (code 1006, reason ``"timeout"`` for ``connection_timeout``);
-  every drop of an open connection dispatches ``close`` with the server's code;
-  ``close()``/``reconnect()`` dispatch ``close`` with their own code right away (as
-  partysocket 1.3.0 does) if a connection or attempt was in progress.
+- Events ``open``, ``message``, ``close``, ``error`` (:mod:`partywidget.partykit.events`).
+  Every failed attempt dispatches ``error`` then ``close`` (code 1006, reason
+  ``"timeout"`` for ``connection_timeout``); every drop of an open connection
+  dispatches ``close`` with the server's code; ``close()``/``reconnect()`` dispatch
+  ``close`` with their own code right away (as partysocket 1.3.0 does) if a connection
+  or attempt was in progress. A server refusing the handshake with an HTTP status (403,
+  500) gives an ``error`` event carrying that status and the server's reason, also kept
+  as ``last_error`` until the next open.
 
 How it starts (Python has no implicit loop): if an event loop is running in the thread
 that constructs the socket, the connection task is scheduled on it immediately, like
@@ -60,28 +62,50 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import math
 import uuid
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from decimal import Decimal
 from functools import partial
-from typing import Any, ClassVar, Final, Literal, TypeAlias
+from typing import Any, ClassVar, Final, TypeAlias
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
-from websockets.protocol import Event, State
+from websockets.protocol import State
 from websockets.typing import Subprotocol
+
+from partywidget._options import options_from
+
+from . import _wsinternals
+from ._iterator import END, MessageIterator
+from .events import (
+    CLOSED,
+    CLOSING,
+    CONNECTING,
+    EVENT_TYPES,
+    OPEN,
+    CloseEvent,
+    Data,
+    ErrorEvent,
+    EventType,
+    Listener,
+    MessageEvent,
+    OpenEvent,
+    SocketEvent,
+    error_event,
+)
+from .options import DEFAULT_MAX_MESSAGE_SIZE, SocketOptions, check_name
 
 __all__ = [
     "CLOSED",
     "CLOSING",
     "CONNECTING",
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "OPEN",
     "CloseEvent",
     "Data",
@@ -93,84 +117,15 @@ __all__ = [
     "Query",
     "QueryMapping",
     "SocketEvent",
+    "SocketOptions",
     "party_url",
 ]
 
 _log = logging.getLogger(__name__)
 
-# Ready states, the values of the WebSocket API constants.
-CONNECTING: Final = 0
-OPEN: Final = 1
-CLOSING: Final = 2
-CLOSED: Final = 3
-
-Data: TypeAlias = str | bytes
 QueryValue: TypeAlias = str | int | float | bool | None
 QueryMapping: TypeAlias = Mapping[str, QueryValue]
 Query: TypeAlias = QueryMapping | Callable[[], QueryMapping] | Callable[[], Awaitable[QueryMapping]]
-EventType: TypeAlias = Literal["open", "message", "close", "error"]
-_EVENT_TYPES: Final[tuple[str, ...]] = ("open", "message", "close", "error")
-
-# 64 MiB, like the codec's message limit: browsers have no receive limit, and a room's
-# broadcast may legitimately be large; websockets' 1 MiB default would close with 1009.
-DEFAULT_MAX_MESSAGE_SIZE: Final = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class OpenEvent:
-    """The connection to ``url`` is open (queued messages were already handed over)."""
-
-    url: str
-    type: ClassVar[str] = "open"
-
-
-@dataclass(frozen=True)
-class MessageEvent:
-    """One message from the server: ``str`` for text frames, ``bytes`` for binary."""
-
-    data: Data
-    type: ClassVar[str] = "message"
-
-
-@dataclass(frozen=True)
-class CloseEvent:
-    """A connection or connection attempt ended (the socket may reconnect after it).
-
-    ``code`` is the server's close code; if none was received, the code this socket
-    sent when it failed the connection (1009 message too big, 1011 keepalive timeout),
-    else 1006 (connection lost, failed attempt); or the code passed to
-    ``close()``/``reconnect()``. ``was_clean`` is False unless the server's close frame
-    arrived and ours was sent.
-    """
-
-    code: int = 1000
-    reason: str = ""
-    was_clean: bool = True
-    type: ClassVar[str] = "close"
-
-
-@dataclass(frozen=True)
-class ErrorEvent:
-    """A connection attempt failed; ``error`` is the exception (``TimeoutError("TIMEOUT")``
-    for ``connection_timeout``)."""
-
-    error: BaseException
-    type: ClassVar[str] = "error"
-
-    @property
-    def message(self) -> str:
-        return str(self.error)
-
-
-SocketEvent: TypeAlias = OpenEvent | MessageEvent | CloseEvent | ErrorEvent
-Listener: TypeAlias = Callable[[Any], object]
-
-
-class _End:
-    """Sentinel ending async iteration when the socket is closed for good."""
-
-
-_END: Final = _End()
 
 
 # --------------------------------------------------------------------------- URLs
@@ -362,6 +317,47 @@ def _validate_close_code(code: int) -> None:
         raise ValueError(f"close code must be 1000 or in 3000-4999, not {code}")
 
 
+def _socket_options(
+    options: SocketOptions | Mapping[str, Any] | None, fields: Mapping[str, Any]
+) -> SocketOptions:
+    """``options`` with ``fields`` applied; a keyword that is no option is a TypeError,
+    as for any Python call."""
+    unknown = sorted(set(fields) - SocketOptions.field_names())
+    if unknown:
+        raise TypeError(f"PartySocket() got unexpected keyword arguments: {unknown}")
+    return options_from(SocketOptions, options, **fields)
+
+
+def _check_identity(
+    room: str, party: str | None, query: Query | None, options: SocketOptions
+) -> None:
+    if not room and not options.base_path:
+        raise ValueError("either room or base_path must be provided")
+    for kind, text in (("party", party), ("room", room)):
+        check_name(kind, text)
+        if text is not None and "/" in text:
+            _log.warning("PartySocket: %s name %r contains '/'", kind, text)
+    if not callable(query) and query is not None:
+        _query_string("", query)  # fail early on bad values
+
+
+def _connect_arguments(options: SocketOptions) -> dict[str, Any]:
+    """Keyword arguments for ``websockets.asyncio.client.connect``."""
+    protocols = options.protocols
+    kwargs: dict[str, Any] = {
+        "subprotocols": [Subprotocol(p) for p in protocols] if protocols else None,
+        "additional_headers": dict(options.headers) if options.headers else None,
+        "open_timeout": options.connection_timeout,
+        "ping_interval": options.ping_interval,
+        "ping_timeout": options.ping_timeout,
+        "close_timeout": options.close_timeout,
+        "max_size": options.max_message_size,
+        **(options.connect_kwargs or {}),
+    }
+    kwargs.setdefault("create_connection", _wsinternals.connection_class())
+    return kwargs
+
+
 class PartySocket:
     """A reconnecting PartyKit WebSocket client; see the module docstring.
 
@@ -384,117 +380,54 @@ class PartySocket:
         id: str | None = None,
         query: Query | None = None,
         protocol: str | None = None,
-        path: str | None = None,
-        prefix: str | None = None,
-        base_path: str | None = None,
-        protocols: Sequence[str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        min_reconnection_delay: float = 3.0,
-        max_reconnection_delay: float = 10.0,
-        reconnection_delay_grow_factor: float = 1.3,
-        min_uptime: float = 5.0,
-        connection_timeout: float = 4.0,
-        max_retries: float = math.inf,
-        max_enqueued_messages: float = math.inf,
-        start_closed: bool = False,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        close_timeout: float | None = 10.0,
-        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-        connect_kwargs: Mapping[str, Any] | None = None,
-        debug: bool = False,
+        options: SocketOptions | Mapping[str, Any] | None = None,
+        **option_fields: Any,
     ) -> None:
         """Create the socket (and start connecting if a loop is running here).
 
-        Delays and timeouts are in seconds (partysocket uses milliseconds). ``headers``
-        are extra HTTP headers for the handshake; ``connect_kwargs`` go to
-        ``websockets.asyncio.client.connect`` as is (``ssl=``, ``proxy=None``, ...).
+        ``options`` is a :class:`SocketOptions` or a mapping of its fields (snake_case or
+        partysocket's camelCase; durations in seconds); ``option_fields`` override single
+        fields, e.g. ``PartySocket(host, room, min_reconnection_delay=0.5)``.
         """
-        if not room and not base_path:
-            raise ValueError("either room or base_path must be provided")
-        for name_, text in (("party", party), ("room", room), ("path", path)):
-            if text is not None and ("?" in text or "#" in text):
-                raise ValueError(f"{name_} must not contain '?' or '#': {text!r}")
-            if text is not None and name_ != "path" and "/" in text:
-                _log.warning("PartySocket: %s name %r contains '/'", name_, text)
-        for name_, value in (
-            ("min_reconnection_delay", min_reconnection_delay),
-            ("max_reconnection_delay", max_reconnection_delay),
-            ("min_uptime", min_uptime),
-            ("connection_timeout", connection_timeout),
-        ):
-            if not value >= 0:
-                raise ValueError(f"{name_} must be >= 0, not {value!r}")
-        if not callable(query) and query is not None:
-            _query_string("", query)  # fail early on bad values
-
+        opts = _socket_options(options, option_fields)
+        _check_identity(room, party, query, opts)
+        #: The options in effect (frozen: make a new socket to change them).
+        self.options: SocketOptions = opts
         self.host: str = _strip_host(host)
         self.room: str = room
         self.name: str = "main" if party is None else party
-        self.path: str = f"/{path}" if path else ""
-        self.base_path: str | None = base_path
+        self.path: str = f"/{opts.path}" if opts.path else ""
+        self.base_path: str | None = opts.base_path
         self.id: str = id or str(uuid.uuid4())
         self.room_url: str = _room_base_url(
-            self.host, room, self.name, path, prefix, base_path, protocol
+            self.host, room, self.name, opts.path, opts.prefix, opts.base_path, protocol
         )
         #: The URL of the last connection attempt ("" before the first).
         self.url: str = ""
-        self.party_socket_options: dict[str, Any] = {
+        #: The backoff delay computed for the latest attempt (0 for immediate ones).
+        self.last_delay: float = 0.0
+        #: The latest failed attempt's error event, until a connection opens (None then).
+        #: ``last_error.status`` is set when the server refused the handshake.
+        self.last_error: ErrorEvent | None = None
+        self._identity: dict[str, Any] = {
             "host": host,
             "room": room,
             "party": party,
             "id": id,
             "query": query,
             "protocol": protocol,
-            "path": path,
-            "prefix": prefix,
-            "base_path": base_path,
-            "protocols": protocols,
-            "headers": headers,
-            "min_reconnection_delay": min_reconnection_delay,
-            "max_reconnection_delay": max_reconnection_delay,
-            "reconnection_delay_grow_factor": reconnection_delay_grow_factor,
-            "min_uptime": min_uptime,
-            "connection_timeout": connection_timeout,
-            "max_retries": max_retries,
-            "max_enqueued_messages": max_enqueued_messages,
-            "start_closed": start_closed,
-            "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout,
-            "close_timeout": close_timeout,
-            "max_message_size": max_message_size,
-            "connect_kwargs": connect_kwargs,
-            "debug": debug,
         }
-        #: The backoff delay computed for the latest attempt (0 for immediate ones).
-        self.last_delay: float = 0.0
-
         self._query = query
-        self._protocols = protocols
-        self._headers = dict(headers) if headers else None
-        self._min_delay = float(min_reconnection_delay)
-        self._max_delay = float(max_reconnection_delay)
-        self._grow = float(reconnection_delay_grow_factor)
-        self._min_uptime = float(min_uptime)
-        self._connection_timeout = float(connection_timeout)
-        self._max_retries = max_retries
-        self._max_enqueued = max_enqueued_messages
-        self._ping_interval = ping_interval
-        self._ping_timeout = ping_timeout
-        self._close_timeout = close_timeout
-        self._max_size = max_message_size
-        self._connect_kwargs = dict(connect_kwargs or {})
-        self._debug_enabled = debug
 
-        self._listeners: dict[str, list[Listener]] = {t: [] for t in _EVENT_TYPES}
+        self._listeners: dict[str, list[Listener]] = {t: [] for t in EVENT_TYPES}
         self._queue: deque[Data] = deque()
         self._retry_count = -1
-        self._should_reconnect = not start_closed
+        self._should_reconnect = not opts.start_closed
         self._close_called = False
         self._warned_closed_send = False
         self._started = False
         self._done = False  # closed for good (close() or max retries): iterators end
-        self._state = CLOSED if start_closed else CONNECTING
+        self._state = CLOSED if opts.start_closed else CONNECTING
         self._attempting = False
         self._gen = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -502,12 +435,13 @@ class PartySocket:
         self._writer: asyncio.Task[None] | None = None
         self._writer_wake = asyncio.Event()
         # The connection whose writer task is idle (waiting for the wake event): only
-        # then may send() write directly (see _write_now) without reordering messages.
+        # then may send() write directly (see _wsinternals.write_now) without
+        # reordering messages.
         self._writer_idle_ws: ClientConnection | None = None
         self._ws: ClientConnection | None = None
         self._uptime_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._iterators: weakref.WeakSet[_MessageIterator] = weakref.WeakSet()
+        self._iterators: weakref.WeakSet[MessageIterator] = weakref.WeakSet()
         self._closing: set[asyncio.Task[Any]] = set()
         self._open_waiters: list[asyncio.Future[None]] = []
 
@@ -522,6 +456,12 @@ class PartySocket:
     # ------------------------------------------------------------------ properties
 
     @property
+    def party_socket_options(self) -> dict[str, Any]:
+        """Every constructor argument as given, options included (a fresh dict)."""
+        options = {f.name: getattr(self.options, f.name) for f in dataclasses.fields(SocketOptions)}
+        return {**self._identity, **options}
+
+    @property
     def ready_state(self) -> int:
         """CONNECTING, OPEN, CLOSING or CLOSED, like ``WebSocket.readyState``.
 
@@ -532,7 +472,7 @@ class PartySocket:
             return CLOSED
         ws = self._ws
         if ws is not None:
-            return int(ws.protocol.state)
+            return int(ws.state)
         return self._state
 
     @property
@@ -552,13 +492,7 @@ class PartySocket:
 
     def reconnection_delay(self, retry_count: int) -> float:
         """The backoff before attempt number ``retry_count`` (partysocket's formula)."""
-        if retry_count <= 0:
-            return 0.0
-        try:
-            delay = self._min_delay * self._grow ** (retry_count - 1)
-        except OverflowError:  # hours of failures: JavaScript would say Infinity
-            return self._max_delay
-        return min(delay, self._max_delay)
+        return self.options.reconnection_delay(retry_count)
 
     async def resolve_url(self) -> str:
         """The URL the next attempt would use (evaluates ``query`` if it is callable)."""
@@ -587,7 +521,7 @@ class PartySocket:
         try:
             return self._listeners[type]
         except KeyError:
-            raise ValueError(f"unknown event type {type!r}; use one of {_EVENT_TYPES}") from None
+            raise ValueError(f"unknown event type {type!r}; use one of {EVENT_TYPES}") from None
 
     def _dispatch(self, event: SocketEvent) -> None:
         self._trace("event %s %r", event.type, event)
@@ -647,7 +581,7 @@ class PartySocket:
         missed between creating it and the first ``await``); the socket only holds it
         weakly, so an abandoned iterator stops buffering when it is garbage collected.
         """
-        iterator = _MessageIterator(self)
+        iterator = MessageIterator(self.start, lambda: self._done, self._iterators.discard)
         self._iterators.add(iterator)
         return iterator
 
@@ -708,8 +642,9 @@ class PartySocket:
 
     def _send_on_loop(self, message: Data) -> bool:
         ws = self._ws
-        if ws is not None and ws.protocol.state is State.OPEN and not self._close_called:
-            if self._writer_idle_ws is ws and not self._queue and _write_now(ws, message):
+        if ws is not None and ws.state is State.OPEN and not self._close_called:
+            idle = self._writer_idle_ws is ws and not self._queue
+            if idle and _wsinternals.write_now(ws, message):
                 return True
             self._queue.append(message)
             self._writer_wake.set()
@@ -720,7 +655,7 @@ class PartySocket:
                 "PartySocket.send() after close(): the message is queued and only "
                 "delivered if reconnect() is called"
             )
-        if len(self._queue) < self._max_enqueued:
+        if len(self._queue) < self.options.max_enqueued_messages:
             self._queue.append(message)
         return False
 
@@ -733,9 +668,11 @@ class PartySocket:
     # ------------------------------------------------------------------ internals
 
     def _trace(self, msg: str, *args: object) -> None:
-        _log.log(
-            logging.INFO if self._debug_enabled else logging.DEBUG, "PartySocket " + msg, *args
-        )
+        _log.log(logging.INFO if self.options.debug else logging.DEBUG, "PartySocket " + msg, *args)
+
+    def _error(self, event: ErrorEvent) -> None:
+        self.last_error = event
+        self._dispatch(event)
 
     def _bind_running_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -802,7 +739,7 @@ class PartySocket:
         try:
             await ws.close(code, reason)
         except asyncio.CancelledError:
-            ws.transport.abort()  # loop shutting down: do not leave the socket open
+            _wsinternals.abort(ws)  # loop shutting down: do not leave the socket open
             raise
         finally:
             self._closing.discard(asyncio.current_task())
@@ -835,7 +772,7 @@ class PartySocket:
         """Closed for good: end async iterations and fail ``wait_open`` waiters."""
         self._done = True
         for iterator in list(self._iterators):
-            iterator.push(_END)
+            iterator.push(END)
         for waiter in self._open_waiters:
             if not waiter.done():
                 waiter.set_exception(ConnectionError("PartySocket is closed"))
@@ -853,7 +790,7 @@ class PartySocket:
 
     def _next_attempt_delay(self) -> float | None:
         """Count the next attempt and return its delay, or None if retries ran out."""
-        if self._retry_count >= self._max_retries:
+        if self._retry_count >= self.options.max_retries:
             self._trace("max retries reached (%s)", self._retry_count)
             return None
         self._retry_count += 1
@@ -884,7 +821,7 @@ class PartySocket:
                 raise
             except Exception as exc:  # a bug of ours: report it, keep reconnecting
                 _log.exception("PartySocket connection failed unexpectedly")
-                self._dispatch(ErrorEvent(exc))
+                self._error(error_event(exc))
                 closed = CloseEvent(1006, str(exc), False)
             if gen != self._gen:
                 return
@@ -906,26 +843,14 @@ class PartySocket:
             url = await self.resolve_url()
             self.url = url
             self._trace("connecting to %s", url)
-            kwargs = dict(self._connect_kwargs)
-            kwargs.setdefault("create_connection", _DirectClientConnection)
-            ws = await connect(
-                _wire_url(url),
-                subprotocols=[Subprotocol(p) for p in self._protocols] if self._protocols else None,
-                additional_headers=self._headers,
-                open_timeout=self._connection_timeout,
-                ping_interval=self._ping_interval,
-                ping_timeout=self._ping_timeout,
-                close_timeout=self._close_timeout,
-                max_size=self._max_size,
-                **kwargs,
-            )
+            ws = await connect(_wire_url(url), **_connect_arguments(self.options))
         except asyncio.CancelledError:
             raise
         except TimeoutError:
-            self._dispatch(ErrorEvent(TimeoutError("TIMEOUT")))
+            self._error(error_event(TimeoutError("TIMEOUT")))
             return CloseEvent(1006, "timeout", False)
         except Exception as exc:
-            self._dispatch(ErrorEvent(exc))
+            self._error(error_event(exc))
             return CloseEvent(1006, str(exc) or type(exc).__name__, False)
         return ws
 
@@ -934,21 +859,18 @@ class PartySocket:
         assert self._loop is not None
         self._ws = ws
         self._attempting = False
-        self._uptime_handle = self._loop.call_later(self._min_uptime, self._accept_open, gen)
+        self._uptime_handle = self._loop.call_later(self.options.min_uptime, self._accept_open, gen)
         self._writer_idle_ws = None
         self._writer = self._spawn(self._write(ws))
         self._writer_wake.set()
+        self.last_error = None
         self._dispatch(OpenEvent(self.url))
         for waiter in self._open_waiters:
             if not waiter.done():
                 waiter.set_result(None)
-        if isinstance(ws, _DirectClientConnection):
-            # Messages parsed before now first, then each one as soon as it is parsed.
-            early, ws.early = ws.early or [], None
-            for message in early:
-                self._on_ws_message(gen, message)
-            if not ws.queued:
-                ws.deliver = partial(self._on_ws_message, gen)
+        # Messages parsed before now first, then each one as soon as it is parsed.
+        for message in _wsinternals.take_over(ws, partial(self._on_ws_message, gen)):
+            self._on_ws_message(gen, message)
         try:
             async for message in ws:
                 self._dispatch(MessageEvent(message))
@@ -962,7 +884,7 @@ class PartySocket:
             if self._writer is not None and gen == self._gen:
                 self._writer.cancel()
                 self._writer = None
-        rcvd, sent = ws.protocol.close_rcvd, ws.protocol.close_sent
+        rcvd, sent = _wsinternals.close_frames(ws)
         # The server's close frame if one came; else the one we sent when failing the
         # connection ourselves (1009 message too big, 1011 keepalive timeout), which
         # says more than the browser's bare 1006; else 1006 (connection lost).
@@ -998,7 +920,7 @@ class PartySocket:
         try:
             while True:
                 while queue:
-                    if ws.protocol.state is not State.OPEN:
+                    if ws.state is not State.OPEN:
                         return
                     message = queue.popleft()
                     await ws.send(message)
@@ -1015,127 +937,3 @@ class PartySocket:
     def __repr__(self) -> str:
         state = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")[self.ready_state]
         return f"<PartySocket {self.room_url} id={self.id} {state}>"
-
-
-def _write_now(ws: ClientConnection, message: Data) -> bool:
-    """Write one whole message to ``ws`` synchronously, as ``await ws.send(message)``
-    would when nothing is pending; False (nothing written) when that is not certain.
-
-    Why: handing a message to the writer task costs an event-loop turn per message,
-    which is most of a local edit's way out. This does what ``ws.send`` does for a
-    single-frame message -- the sans-I/O protocol frames it, the frame goes to the
-    transport -- but only when the transport is not paused or closing and no
-    fragmented send is in progress; otherwise (or with a ``websockets`` version whose
-    connection lacks these attributes) the caller queues the message for the writer
-    task as before. Callers only use it when the writer is idle and its queue empty,
-    so message order is unchanged.
-    """
-    send_data = getattr(ws, "send_data", None)
-    if (
-        send_data is None
-        or getattr(ws, "paused", True)
-        or getattr(ws, "send_in_progress", None) is not None
-        or getattr(ws, "fragmented_send_waiter", None) is not None
-        or ws.transport.is_closing()
-    ):
-        return False
-    try:
-        if isinstance(message, str):
-            ws.protocol.send_text(message.encode())
-        else:
-            ws.protocol.send_binary(message)
-    except Exception:  # e.g. the protocol left OPEN: let the writer path decide
-        return False
-    try:
-        send_data()
-    except Exception:
-        # The frame has left the protocol: like a failed ``ws.send``, the connection's
-        # own error handling closes it (and we reconnect); do not send it twice.
-        _log.debug("PartySocket direct write failed", exc_info=True)
-    return True
-
-
-class _DirectClientConnection(ClientConnection):
-    """A websockets client connection that hands each whole message to PartySocket as
-    soon as it is parsed, inside ``data_received``.
-
-    Why: the stock connection queues messages for a task that ``recv()`` wakes on the
-    next event-loop turn, one turn (a ``select`` call and a task switch) on every
-    incoming edit's way to the Store; the browser's WebSocket calls ``onmessage`` from
-    the network callback, and so does this. Order is kept: messages parsed before
-    PartySocket takes the connection over are held in ``early`` and delivered first;
-    a fragmented (or undecodable) message switches the connection to the stock queue
-    (``queued``) for good, so it and everything after it go through ``recv()`` in order.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: Messages parsed before PartySocket took over (None once it has).
-        self.early: list[Data] | None = []
-        #: Where whole messages go once PartySocket took over (None: the stock queue).
-        self.deliver: Callable[[Data], None] | None = None
-        self.queued = False
-
-    def process_event(self, event: Event) -> None:
-        if isinstance(event, Frame) and not self.queued:
-            opcode = event.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                message: Data | None = None
-                if event.fin:
-                    if opcode is Opcode.BINARY:
-                        message = bytes(event.data)
-                    else:
-                        with contextlib.suppress(UnicodeDecodeError):
-                            message = bytes(event.data).decode()
-                if message is not None:
-                    if self.deliver is not None:
-                        self.deliver(message)
-                        return
-                    if self.early is not None:
-                        self.early.append(message)
-                        return
-                self.queued = True
-                self.deliver = None
-            elif opcode is Opcode.CONT:
-                self.queued = True
-                self.deliver = None
-        super().process_event(event)
-
-
-class _MessageIterator:
-    """One ``async for message in socket`` consumer: its own unbounded buffer."""
-
-    def __init__(self, socket: PartySocket) -> None:
-        self._socket = socket
-        self._queue: asyncio.Queue[Data | _End] = asyncio.Queue()
-        self._started = False
-        self._ended = False
-
-    def push(self, item: Data | _End) -> None:
-        if not self._ended:
-            self._queue.put_nowait(item)
-
-    def __aiter__(self) -> _MessageIterator:
-        return self
-
-    async def __anext__(self) -> Data:
-        if self._ended:
-            raise StopAsyncIteration
-        if not self._started:
-            self._started = True
-            await self._socket.start()
-            if self._socket._done and self._queue.empty():
-                self._end()
-                raise StopAsyncIteration
-        item = await self._queue.get()
-        if isinstance(item, _End):
-            self._end()
-            raise StopAsyncIteration
-        return item
-
-    async def aclose(self) -> None:
-        self._end()
-
-    def _end(self) -> None:
-        self._ended = True
-        self._socket._iterators.discard(self)
