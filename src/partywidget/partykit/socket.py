@@ -100,6 +100,7 @@ from .events import (
     error_event,
 )
 from .options import DEFAULT_MAX_MESSAGE_SIZE, SocketOptions, check_name
+from .url import room_base_url, strip_host, wire_url
 
 __all__ = [
     "CLOSED",
@@ -129,48 +130,8 @@ Query: TypeAlias = QueryMapping | Callable[[], QueryMapping] | Callable[[], Awai
 
 
 # --------------------------------------------------------------------------- URLs
-
-
-def _is_private_host(host: str) -> bool:
-    """partysocket's rule for plain ``ws``: local and private-network hosts.
-
-    Mirrors it exactly, quirks included: ``localhost`` needs a port, and the 172.x
-    range is compared as strings (``"172.2.0.1"`` counts as private, like in JS).
-    """
-    if host.startswith(("localhost:", "127.0.0.1:", "192.168.", "10.", "[::ffff:7f00:1]:")):
-        return True
-    if host.startswith("172."):
-        second = host.split(".")[1]
-        return "16" <= second <= "31"
-    return False
-
-
-def _strip_host(raw_host: str) -> str:
-    host = raw_host
-    for scheme in ("http://", "https://", "ws://", "wss://"):
-        if host.startswith(scheme):
-            host = host[len(scheme) :]
-            break
-    if host.endswith("/"):
-        host = host[:-1]
-    return host
-
-
-def _room_base_url(
-    host: str,
-    room: str,
-    party: str,
-    path: str | None,
-    prefix: str | None,
-    base_path: str | None,
-    protocol: str | None,
-) -> str:
-    """``{protocol}://{host}/{base}{/path}`` without query, as partysocket's ``partyUrl``."""
-    if path is not None and path.startswith("/"):
-        raise ValueError("path must not start with a slash")
-    scheme = protocol or ("ws" if _is_private_host(host) else "wss")
-    base = base_path or f"{prefix or 'parties'}/{party}/{room}"
-    return f"{scheme}://{host}/{base}{'/' + path if path else ''}"
+# The host rule and path layout are in partywidget.partykit.url; the query string,
+# which follows JavaScript's number text and key order, is built here.
 
 
 def _js_number_text(x: float) -> str:
@@ -272,8 +233,8 @@ def party_url(
 ) -> str:
     """The WebSocket URL partysocket 1.3.0 builds for these options (query already
     evaluated), e.g. ``ws://127.0.0.1:1999/parties/main/r1?_pk=abc&token=t``."""
-    base = _room_base_url(
-        _strip_host(host),
+    base = room_base_url(
+        strip_host(host),
         room,
         "main" if party is None else party,
         path,
@@ -282,30 +243,6 @@ def party_url(
         protocol,
     )
     return f"{base}?{_query_string(id, query)}"
-
-
-# Characters a WHATWG URL parser percent-encodes in a path; websockets sends the path
-# as given, so a room like "my room" must be encoded here as a browser would.
-_PATH_ENCODE: Final = frozenset(' "<>`{}')
-
-
-def _wire_url(url: str) -> str:
-    """The URL as sent on the wire: path characters a browser would escape, escaped."""
-    scheme_end = url.index("://") + 3
-    path_start = url.find("/", scheme_end)
-    if path_start < 0:
-        return url
-    query_start = url.find("?", path_start)
-    if query_start < 0:
-        query_start = len(url)
-    path = url[path_start:query_start]
-    out: list[str] = []
-    for ch in path:
-        if ch in _PATH_ENCODE or ord(ch) < 0x21 or ord(ch) >= 0x7F:
-            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
-        else:
-            out.append(ch)
-    return url[:path_start] + "".join(out) + url[query_start:]
 
 
 # --------------------------------------------------------------------------- socket
@@ -393,13 +330,13 @@ class PartySocket:
         _check_identity(room, party, query, opts)
         #: The options in effect (frozen: make a new socket to change them).
         self.options: SocketOptions = opts
-        self.host: str = _strip_host(host)
+        self.host: str = strip_host(host)
         self.room: str = room
         self.name: str = "main" if party is None else party
         self.path: str = f"/{opts.path}" if opts.path else ""
         self.base_path: str | None = opts.base_path
         self.id: str = id or str(uuid.uuid4())
-        self.room_url: str = _room_base_url(
+        self.room_url: str = room_base_url(
             self.host, room, self.name, opts.path, opts.prefix, opts.base_path, protocol
         )
         #: The URL of the last connection attempt ("" before the first).
@@ -843,7 +780,7 @@ class PartySocket:
             url = await self.resolve_url()
             self.url = url
             self._trace("connecting to %s", url)
-            ws = await connect(_wire_url(url), **_connect_arguments(self.options))
+            ws = await connect(wire_url(url), **_connect_arguments(self.options))
         except asyncio.CancelledError:
             raise
         except TimeoutError:
