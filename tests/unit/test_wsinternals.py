@@ -56,15 +56,16 @@ async def test_messages_are_delivered_from_the_network_callback() -> None:
         sock = PartySocket(host, "r", **FAST)
         tasks: list[asyncio.Task[Any] | None] = []
         got: list[Any] = []
+        arrived = asyncio.get_running_loop().create_future()
 
         def on_message(event: MessageEvent) -> None:
             tasks.append(asyncio.current_task())
             got.append(event.data)
+            if event.data == "m2":
+                arrived.set_result(None)
 
         sock.add_event_listener("message", on_message)
         await sock.wait_open(timeout=10)
-        arrived = asyncio.get_running_loop().create_future()
-        sock.add_event_listener("message", lambda e: e.data == "m2" and arrived.set_result(1))
         for i in range(3):
             sock.send(f"m{i}")
         await asyncio.wait_for(arrived, 10)
