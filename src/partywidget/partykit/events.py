@@ -7,7 +7,10 @@ tests can compare them by value.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal, TypeAlias
 
@@ -22,6 +25,7 @@ __all__ = [
     "CloseEvent",
     "Data",
     "ErrorEvent",
+    "EventTarget",
     "EventType",
     "Listener",
     "MessageEvent",
@@ -29,6 +33,9 @@ __all__ = [
     "SocketEvent",
     "error_event",
 ]
+
+# Listener failures are the socket's to report.
+_log = logging.getLogger("partywidget.partykit.socket")
 
 # Ready states, the values of the WebSocket API constants.
 CONNECTING: Final = 0
@@ -117,3 +124,50 @@ def error_event(error: BaseException) -> ErrorEvent:
 
 
 SocketEvent: TypeAlias = OpenEvent | MessageEvent | CloseEvent | ErrorEvent
+
+
+class EventTarget:
+    """Listeners by event type, called in the order they were added (the DOM's
+    ``EventTarget``, which partysocket's socket is).
+
+    A listener's exception is logged, never raised to the dispatcher: one faulty
+    listener must not break the socket or starve the others. A listener returning an
+    awaitable (a coroutine function) has it run by ``spawn`` as a task.
+    """
+
+    def __init__(self, spawn: Callable[[Coroutine[Any, Any, None]], object]) -> None:
+        self._spawn = spawn
+        self._listeners: dict[str, list[Listener]] = {t: [] for t in EVENT_TYPES}
+
+    def add(self, type: EventType, listener: Listener) -> None:
+        listeners = self._listeners_for(type)
+        if listener not in listeners:
+            listeners.append(listener)
+
+    def remove(self, type: EventType, listener: Listener) -> None:
+        listeners = self._listeners_for(type)
+        with contextlib.suppress(ValueError):
+            listeners.remove(listener)
+
+    def _listeners_for(self, type: str) -> list[Listener]:
+        try:
+            return self._listeners[type]
+        except KeyError:
+            raise ValueError(f"unknown event type {type!r}; use one of {EVENT_TYPES}") from None
+
+    def dispatch(self, event: SocketEvent) -> None:
+        for listener in list(self._listeners[event.type]):
+            try:
+                result = listener(event)
+            except Exception:
+                _log.exception("PartySocket %s listener %r failed", event.type, listener)
+                continue
+            if inspect.isawaitable(result):
+                self._spawn(_await_listener(result, event.type, listener))
+
+
+async def _await_listener(result: Awaitable[object], type: str, listener: Listener) -> None:
+    try:
+        await result
+    except Exception:
+        _log.exception("PartySocket %s listener %r failed", type, listener)

@@ -68,7 +68,6 @@ import logging
 import math
 import uuid
 import weakref
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from decimal import Decimal
 from functools import partial
@@ -83,15 +82,16 @@ from partywidget._options import options_from
 
 from . import _wsinternals
 from ._iterator import END, MessageIterator
+from ._outbox import Outbox
 from .events import (
     CLOSED,
     CLOSING,
     CONNECTING,
-    EVENT_TYPES,
     OPEN,
     CloseEvent,
     Data,
     ErrorEvent,
+    EventTarget,
     EventType,
     Listener,
     MessageEvent,
@@ -356,8 +356,8 @@ class PartySocket:
         }
         self._query = query
 
-        self._listeners: dict[str, list[Listener]] = {t: [] for t in EVENT_TYPES}
-        self._queue: deque[Data] = deque()
+        self._events = EventTarget(self._spawn)
+        self._outbox = Outbox()
         self._retry_count = -1
         self._should_reconnect = not opts.start_closed
         self._close_called = False
@@ -369,12 +369,6 @@ class PartySocket:
         self._gen = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
-        self._writer_wake = asyncio.Event()
-        # The connection whose writer task is idle (waiting for the wake event): only
-        # then may send() write directly (see _wsinternals.write_now) without
-        # reordering messages.
-        self._writer_idle_ws: ClientConnection | None = None
         self._ws: ClientConnection | None = None
         self._uptime_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -425,7 +419,7 @@ class PartySocket:
     @property
     def buffered_amount(self) -> int:
         """Characters/bytes accepted by ``send()`` and not yet written to a connection."""
-        return sum(len(m) for m in self._queue)
+        return self._outbox.buffered_amount
 
     def reconnection_delay(self, retry_count: int) -> float:
         """The backoff before attempt number ``retry_count`` (partysocket's formula)."""
@@ -445,38 +439,14 @@ class PartySocket:
     def add_event_listener(self, type: EventType, listener: Listener) -> None:
         """Call ``listener(event)`` for each ``type`` event; a coroutine function's
         coroutine is run as a task. Adding the same listener twice has no effect."""
-        listeners = self._listeners_for(type)
-        if listener not in listeners:
-            listeners.append(listener)
+        self._events.add(type, listener)
 
     def remove_event_listener(self, type: EventType, listener: Listener) -> None:
-        listeners = self._listeners_for(type)
-        with contextlib.suppress(ValueError):
-            listeners.remove(listener)
-
-    def _listeners_for(self, type: str) -> list[Listener]:
-        try:
-            return self._listeners[type]
-        except KeyError:
-            raise ValueError(f"unknown event type {type!r}; use one of {EVENT_TYPES}") from None
+        self._events.remove(type, listener)
 
     def _dispatch(self, event: SocketEvent) -> None:
         self._trace("event %s %r", event.type, event)
-        for listener in list(self._listeners[event.type]):
-            try:
-                result = listener(event)
-            except Exception:
-                _log.exception("PartySocket %s listener %r failed", event.type, listener)
-                continue
-            if inspect.isawaitable(result):
-                self._spawn(self._await_listener(result, event.type, listener))
-
-    @staticmethod
-    async def _await_listener(result: Awaitable[object], type: str, listener: Listener) -> None:
-        try:
-            await result
-        except Exception:
-            _log.exception("PartySocket %s listener %r failed", type, listener)
+        self._events.dispatch(event)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -539,7 +509,8 @@ class PartySocket:
         """
         current = asyncio.current_task()
         # Our own tasks only: async listeners' tasks may run as long as they like.
-        internal = [t for t in (self._runner, self._writer) if t is not None and t is not current]
+        tasks = (self._runner, self._outbox.writer)
+        internal = [t for t in tasks if t is not None and t is not current]
         self.close(code, reason)
         if internal:
             await asyncio.gather(*internal, return_exceptions=True)
@@ -580,11 +551,7 @@ class PartySocket:
     def _send_on_loop(self, message: Data) -> bool:
         ws = self._ws
         if ws is not None and ws.state is State.OPEN and not self._close_called:
-            idle = self._writer_idle_ws is ws and not self._queue
-            if idle and _wsinternals.write_now(ws, message):
-                return True
-            self._queue.append(message)
-            self._writer_wake.set()
+            self._outbox.send(ws, message)
             return True
         if self._close_called and not self._warned_closed_send:
             self._warned_closed_send = True
@@ -592,15 +559,12 @@ class PartySocket:
                 "PartySocket.send() after close(): the message is queued and only "
                 "delivered if reconnect() is called"
             )
-        if len(self._queue) < self.options.max_enqueued_messages:
-            self._queue.append(message)
+        self._outbox.hold(message, self.options.max_enqueued_messages)
         return False
 
     def drain_queued_messages(self) -> list[Data]:
         """Remove and return the messages not yet written to any connection."""
-        messages = list(self._queue)
-        self._queue.clear()
-        return messages
+        return self._outbox.drain()
 
     # ------------------------------------------------------------------ internals
 
@@ -662,10 +626,10 @@ class PartySocket:
         self._gen += 1
         had_connection = self._ws is not None or self._attempting
         self._attempting = False
-        for task in (self._runner, self._writer):
-            if task is not None:
-                task.cancel()
-        self._runner = self._writer = None
+        if self._runner is not None:
+            self._runner.cancel()
+            self._runner = None
+        self._outbox.stop()
         self._cancel_uptime()
         ws, self._ws = self._ws, None
         if ws is not None:
@@ -797,9 +761,7 @@ class PartySocket:
         self._ws = ws
         self._attempting = False
         self._uptime_handle = self._loop.call_later(self.options.min_uptime, self._accept_open, gen)
-        self._writer_idle_ws = None
-        self._writer = self._spawn(self._write(ws))
-        self._writer_wake.set()
+        self._outbox.start(ws, self._spawn)
         self.last_error = None
         self._dispatch(OpenEvent(self.url))
         for waiter in self._open_waiters:
@@ -818,9 +780,8 @@ class PartySocket:
         except ConnectionClosed:
             pass
         finally:
-            if self._writer is not None and gen == self._gen:
-                self._writer.cancel()
-                self._writer = None
+            if gen == self._gen:
+                self._outbox.stop()
         rcvd, sent = _wsinternals.close_frames(ws)
         # The server's close frame if one came; else the one we sent when failing the
         # connection ourselves (1009 message too big, 1011 keepalive timeout), which
@@ -845,31 +806,6 @@ class PartySocket:
                 iterator.push(message)
         except Exception:
             _log.exception("PartySocket failed to deliver a message")
-
-    async def _write(self, ws: ClientConnection) -> None:
-        """Write queued messages in order while the connection is open.
-
-        A message leaves the queue only when it is handed to an open connection, so a
-        drop leaves the rest for the next connection.
-        """
-        queue = self._queue
-        wake = self._writer_wake
-        try:
-            while True:
-                while queue:
-                    if ws.state is not State.OPEN:
-                        return
-                    message = queue.popleft()
-                    await ws.send(message)
-                wake.clear()
-                self._writer_idle_ws = ws
-                try:
-                    await wake.wait()
-                finally:
-                    if self._writer_idle_ws is ws:
-                        self._writer_idle_ws = None
-        except ConnectionClosed:
-            return
 
     def __repr__(self) -> str:
         state = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")[self.ready_state]
