@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal, TypeAlias
 
 from websockets.exceptions import InvalidStatus
+from websockets.frames import Close
 
 __all__ = [
     "CLOSED",
@@ -31,6 +32,7 @@ __all__ = [
     "MessageEvent",
     "OpenEvent",
     "SocketEvent",
+    "close_event",
     "error_event",
 ]
 
@@ -121,6 +123,22 @@ def error_event(error: BaseException) -> ErrorEvent:
         text = body.decode("utf-8", "replace").strip()[:MAX_REASON_CHARS]
         return ErrorEvent(error, response.status_code, text or response.reason_phrase)
     return ErrorEvent(error, None, str(error) or type(error).__name__)
+
+
+def close_event(rcvd: Close | None, sent: Close | None) -> CloseEvent:
+    """A connection's close event from the close frames received and sent.
+
+    The server's frame if one came; else the one we sent when failing the connection
+    ourselves (1009 message too big, 1011 keepalive timeout), which says more than the
+    browser's bare 1006; else 1006 (connection lost).
+    """
+    if rcvd is not None:
+        code, reason = rcvd.code, rcvd.reason
+    elif sent is not None:
+        code, reason = sent.code, sent.reason
+    else:
+        code, reason = 1006, ""
+    return CloseEvent(code, reason, rcvd is not None and sent is not None)
 
 
 SocketEvent: TypeAlias = OpenEvent | MessageEvent | CloseEvent | ErrorEvent

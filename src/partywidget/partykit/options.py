@@ -21,13 +21,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from websockets.typing import Subprotocol
+
 from partywidget._options import camel_case, options_from
+
+from . import _wsinternals
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "SocketOptions",
     "check_name",
+    "connect_arguments",
     "reconnection_delay",
+    "socket_options",
 ]
 
 # 64 MiB, like the codec's message limit: browsers have no receive limit, and a room's
@@ -155,3 +161,31 @@ def _check_non_negative(name: str, value: float) -> None:
 def _check_positive(name: str, value: float) -> None:
     if not value > 0:
         raise ValueError(f"{name} must be > 0, not {value!r}")
+
+
+def socket_options(
+    options: SocketOptions | Mapping[str, Any] | None, fields: Mapping[str, Any]
+) -> SocketOptions:
+    """``options`` with ``fields`` (a constructor's keywords) applied; a keyword that is
+    no option is a TypeError, as for any Python call."""
+    unknown = sorted(set(fields) - SocketOptions.field_names())
+    if unknown:
+        raise TypeError(f"PartySocket() got unexpected keyword arguments: {unknown}")
+    return options_from(SocketOptions, options, **fields)
+
+
+def connect_arguments(options: SocketOptions) -> dict[str, Any]:
+    """Keyword arguments for ``websockets.asyncio.client.connect``."""
+    protocols = options.protocols
+    kwargs: dict[str, Any] = {
+        "subprotocols": [Subprotocol(p) for p in protocols] if protocols else None,
+        "additional_headers": dict(options.headers) if options.headers else None,
+        "open_timeout": options.connection_timeout,
+        "ping_interval": options.ping_interval,
+        "ping_timeout": options.ping_timeout,
+        "close_timeout": options.close_timeout,
+        "max_size": options.max_message_size,
+        **(options.connect_kwargs or {}),
+    }
+    kwargs.setdefault("create_connection", _wsinternals.connection_class())
+    return kwargs

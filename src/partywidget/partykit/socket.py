@@ -76,12 +76,10 @@ from typing import Any, ClassVar, Final, TypeAlias
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
-from websockets.typing import Subprotocol
-
-from partywidget._options import options_from
 
 from . import _wsinternals
 from ._iterator import END, MessageIterator
+from ._loopbinding import LoopBinding
 from ._outbox import Outbox
 from .events import (
     CLOSED,
@@ -97,9 +95,16 @@ from .events import (
     MessageEvent,
     OpenEvent,
     SocketEvent,
+    close_event,
     error_event,
 )
-from .options import DEFAULT_MAX_MESSAGE_SIZE, SocketOptions, check_name
+from .options import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    SocketOptions,
+    check_name,
+    connect_arguments,
+    socket_options,
+)
 from .url import room_base_url, strip_host, wire_url
 
 __all__ = [
@@ -254,17 +259,6 @@ def _validate_close_code(code: int) -> None:
         raise ValueError(f"close code must be 1000 or in 3000-4999, not {code}")
 
 
-def _socket_options(
-    options: SocketOptions | Mapping[str, Any] | None, fields: Mapping[str, Any]
-) -> SocketOptions:
-    """``options`` with ``fields`` applied; a keyword that is no option is a TypeError,
-    as for any Python call."""
-    unknown = sorted(set(fields) - SocketOptions.field_names())
-    if unknown:
-        raise TypeError(f"PartySocket() got unexpected keyword arguments: {unknown}")
-    return options_from(SocketOptions, options, **fields)
-
-
 def _check_identity(
     room: str, party: str | None, query: Query | None, options: SocketOptions
 ) -> None:
@@ -276,23 +270,6 @@ def _check_identity(
             _log.warning("PartySocket: %s name %r contains '/'", kind, text)
     if not callable(query) and query is not None:
         _query_string("", query)  # fail early on bad values
-
-
-def _connect_arguments(options: SocketOptions) -> dict[str, Any]:
-    """Keyword arguments for ``websockets.asyncio.client.connect``."""
-    protocols = options.protocols
-    kwargs: dict[str, Any] = {
-        "subprotocols": [Subprotocol(p) for p in protocols] if protocols else None,
-        "additional_headers": dict(options.headers) if options.headers else None,
-        "open_timeout": options.connection_timeout,
-        "ping_interval": options.ping_interval,
-        "ping_timeout": options.ping_timeout,
-        "close_timeout": options.close_timeout,
-        "max_size": options.max_message_size,
-        **(options.connect_kwargs or {}),
-    }
-    kwargs.setdefault("create_connection", _wsinternals.connection_class())
-    return kwargs
 
 
 class PartySocket:
@@ -326,7 +303,7 @@ class PartySocket:
         partysocket's camelCase; durations in seconds); ``option_fields`` override single
         fields, e.g. ``PartySocket(host, room, min_reconnection_delay=0.5)``.
         """
-        opts = _socket_options(options, option_fields)
+        opts = socket_options(options, option_fields)
         _check_identity(room, party, query, opts)
         #: The options in effect (frozen: make a new socket to change them).
         self.options: SocketOptions = opts
@@ -356,7 +333,8 @@ class PartySocket:
         }
         self._query = query
 
-        self._events = EventTarget(self._spawn)
+        self._binding = LoopBinding()
+        self._events = EventTarget(self._binding.spawn)
         self._outbox = Outbox()
         self._retry_count = -1
         self._should_reconnect = not opts.start_closed
@@ -367,21 +345,14 @@ class PartySocket:
         self._state = CLOSED if opts.start_closed else CONNECTING
         self._attempting = False
         self._gen = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: asyncio.Task[None] | None = None
         self._ws: ClientConnection | None = None
         self._uptime_handle: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._iterators: weakref.WeakSet[MessageIterator] = weakref.WeakSet()
         self._closing: set[asyncio.Task[Any]] = set()
         self._open_waiters: list[asyncio.Future[None]] = []
 
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._loop = loop
-        if self._should_reconnect:
+        if self._binding.bind_if_running() and self._should_reconnect:
             self._start_runner()
 
     # ------------------------------------------------------------------ properties
@@ -452,7 +423,7 @@ class PartySocket:
 
     async def start(self) -> None:
         """Bind to the running loop and connect (unless ``start_closed``); idempotent."""
-        self._bind_running_loop()
+        self._binding.bind_running()
         if not self._started and self._should_reconnect:
             self._start_runner()
 
@@ -471,8 +442,7 @@ class PartySocket:
             return
         if self._done:
             raise ConnectionError("PartySocket is closed")
-        assert self._loop is not None
-        waiter: asyncio.Future[None] = self._loop.create_future()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._open_waiters.append(waiter)
         try:
             async with asyncio.timeout(timeout):
@@ -496,7 +466,7 @@ class PartySocket:
         """Close for good: no more reconnects. Messages sent afterwards are queued and
         only delivered if ``reconnect()`` is called. Safe from any thread."""
         _validate_close_code(code)
-        if not self._call_on_loop(self._do_close, code, reason):
+        if not self._binding.call(self._do_close, code, reason):
             self._do_close(code, reason)
 
     async def aclose(self, code: int = 1000, reason: str = "", timeout: float | None = 1.0) -> None:
@@ -524,9 +494,9 @@ class PartySocket:
         that was closed. Safe from any thread; needs a loop (running here or bound)."""
         if code is not None:
             _validate_close_code(code)
-        if self._loop is None:
-            self._bind_running_loop()
-        if not self._call_on_loop(self._do_reconnect, code, reason):
+        if self._binding.loop is None:
+            self._binding.bind_running()
+        if not self._binding.call(self._do_reconnect, code, reason):
             self._do_reconnect(code, reason)
 
     # ------------------------------------------------------------------ sending
@@ -541,10 +511,10 @@ class PartySocket:
             message = bytes(data)
         else:
             raise TypeError(f"data must be str or bytes, not {type(data)!r}")
-        if self._on_loop_thread():
+        if self._binding.on_loop_thread():
             return self._send_on_loop(message)
         was_open = self.ready_state == OPEN
-        if self._call_on_loop(self._send_on_loop, message):
+        if self._binding.call(self._send_on_loop, message):
             return was_open
         return self._send_on_loop(message)  # loop gone: just queue
 
@@ -575,50 +545,11 @@ class PartySocket:
         self.last_error = event
         self._dispatch(event)
 
-    def _bind_running_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError("PartySocket is bound to another event loop")
-
-    def _on_loop_thread(self) -> bool:
-        if self._loop is None:
-            return True
-        try:
-            return asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            return False
-
-    def _call_on_loop(self, fn: Callable[..., object], *args: object) -> bool:
-        """Run ``fn`` on the loop from another thread; False if the caller should run it
-        itself (already on the loop, no loop bound, or the loop is closed)."""
-        if self._on_loop_thread():
-            return False
-        assert self._loop is not None
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            return False
-        return True
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        assert self._loop is not None
-        task: asyncio.Task[Any] = self._loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("PartySocket internal task failed", exc_info=task.exception())
-
     def _start_runner(self) -> None:
         self._started = True
         self._done = False
         self._gen += 1
-        self._runner = self._spawn(self._run(self._gen))
+        self._runner = self._binding.spawn(self._run(self._gen))
 
     def _stop_current(self, code: int, reason: str) -> bool:
         """End the runner, writer and connection; True if a connection or attempt was
@@ -633,7 +564,7 @@ class PartySocket:
         self._cancel_uptime()
         ws, self._ws = self._ws, None
         if ws is not None:
-            self._closing.add(self._spawn(self._close_ws(ws, code, reason)))
+            self._closing.add(self._binding.spawn(self._close_ws(ws, code, reason)))
         return had_connection
 
     async def _close_ws(self, ws: ClientConnection, code: int, reason: str) -> None:
@@ -744,7 +675,7 @@ class PartySocket:
             url = await self.resolve_url()
             self.url = url
             self._trace("connecting to %s", url)
-            ws = await connect(wire_url(url), **_connect_arguments(self.options))
+            ws = await connect(wire_url(url), **connect_arguments(self.options))
         except asyncio.CancelledError:
             raise
         except TimeoutError:
@@ -757,11 +688,12 @@ class PartySocket:
 
     async def _serve(self, ws: ClientConnection, gen: int) -> CloseEvent:
         """Run one open connection until it closes; return its close event."""
-        assert self._loop is not None
         self._ws = ws
         self._attempting = False
-        self._uptime_handle = self._loop.call_later(self.options.min_uptime, self._accept_open, gen)
-        self._outbox.start(ws, self._spawn)
+        self._uptime_handle = asyncio.get_running_loop().call_later(
+            self.options.min_uptime, self._accept_open, gen
+        )
+        self._outbox.start(ws, self._binding.spawn)
         self.last_error = None
         self._dispatch(OpenEvent(self.url))
         for waiter in self._open_waiters:
@@ -782,17 +714,7 @@ class PartySocket:
         finally:
             if gen == self._gen:
                 self._outbox.stop()
-        rcvd, sent = _wsinternals.close_frames(ws)
-        # The server's close frame if one came; else the one we sent when failing the
-        # connection ourselves (1009 message too big, 1011 keepalive timeout), which
-        # says more than the browser's bare 1006; else 1006 (connection lost).
-        if rcvd is not None:
-            code, reason = rcvd.code, rcvd.reason
-        elif sent is not None:
-            code, reason = sent.code, sent.reason
-        else:
-            code, reason = 1006, ""
-        return CloseEvent(code, reason, rcvd is not None and sent is not None)
+        return close_event(*_wsinternals.close_frames(ws))
 
     def _on_ws_message(self, gen: int, message: Data) -> None:
         """Deliver one message of connection ``gen`` (what ``_serve``'s loop does for
