@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from partywidget.partykit.socket import CloseEvent, OpenEvent, PartySocket
+from partywidget.partykit.socket import CloseEvent, OpenEvent, PartySocket, SocketOptions
 from support.node import NodePeers
 from support.partykit import PartykitDev
 
@@ -112,8 +112,10 @@ async def test_oversize_message_closes_with_1009_then_reconnects(
     partykit_dev: PartykitDev, room: str
 ) -> None:
     """PartyKit/Cloudflare refuse messages over 1 MiB with close code 1009: the socket
-    reports it as a close event and reconnects by itself."""
-    async with PartySocket(partykit_dev.host, room, **FAST) as sock:
+    reports it as a close event and reconnects by itself. (Configured from the same
+    partysocket options object the Node clients use.)"""
+    options = SocketOptions.from_partysocket({**NODE_FAST, "connectionTimeout": 10_000})
+    async with PartySocket(partykit_dev.host, room, options=options) as sock:
         events: list[Any] = []
         for type_ in ("open", "close"):
             sock.add_event_listener(type_, events.append)
