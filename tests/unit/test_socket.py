@@ -132,12 +132,13 @@ async def no_unhandled_task_errors() -> AsyncIterator[None]:
     assert not errors, errors
 
 
-def socket_tasks() -> list[asyncio.Task[Any]]:
-    """The PartySocket's own tasks still running on this loop."""
+def supervisor_tasks() -> list[asyncio.Task[Any]]:
+    """PartySocket connection supervisors (the only tasks that ever reconnect) still
+    running on this loop."""
     return [
         t
         for t in asyncio.all_tasks()
-        if not t.done() and getattr(t.get_coro(), "__qualname__", "").startswith("PartySocket.")
+        if not t.done() and getattr(t.get_coro(), "__qualname__", "") == "PartySocket._run"
     ]
 
 
@@ -701,16 +702,17 @@ async def test_close_stops_for_good_and_reconnect_revives() -> None:
         sock = PartySocket(server.host, "r", **FAST)
         events = Events(sock)
         await sock.wait_open(timeout=10)
+        assert len(supervisor_tasks()) == 1
         sock.close(4004, "bye")
         # The close event is dispatched synchronously by close(), as in partysocket.
         assert events.all[-1] == CloseEvent(4004, "bye", True)
         assert sock.ready_state == CLOSED
         assert not sock.should_reconnect
-        await sock.aclose()  # waits for the closing handshake and every internal task
-        assert server.close_codes == [4004]
-        # No reconnect can follow: only the socket's supervisor task reconnects, and no
-        # task of the socket is left (a proof by state, not by waiting a while).
-        assert socket_tasks() == []
+        await sock.aclose()  # waits for every internal task (and the handshake, up to 1 s)
+        await until(lambda: server.close_codes == [4004])
+        # No reconnect can follow: only the socket's supervisor task reconnects, and it
+        # has ended (a proof by state, not by waiting a while).
+        assert supervisor_tasks() == []
         assert len(server.connections) == 1
         assert sock.send("while closed") is False
         sock.reconnect()
