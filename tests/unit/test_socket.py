@@ -132,6 +132,16 @@ async def no_unhandled_task_errors() -> AsyncIterator[None]:
     assert not errors, errors
 
 
+def supervisor_tasks() -> list[asyncio.Task[Any]]:
+    """PartySocket connection supervisors (the only tasks that ever reconnect) still
+    running on this loop."""
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if not t.done() and getattr(t.get_coro(), "__qualname__", "") == "PartySocket._run"
+    ]
+
+
 def refused_host() -> str:
     """A loopback address where nothing listens (connection refused)."""
     import socket
@@ -692,16 +702,17 @@ async def test_close_stops_for_good_and_reconnect_revives() -> None:
         sock = PartySocket(server.host, "r", **FAST)
         events = Events(sock)
         await sock.wait_open(timeout=10)
+        assert len(supervisor_tasks()) == 1
         sock.close(4004, "bye")
         # The close event is dispatched synchronously by close(), as in partysocket.
         assert events.all[-1] == CloseEvent(4004, "bye", True)
         assert sock.ready_state == CLOSED
         assert not sock.should_reconnect
-        await sock.aclose()  # waits for the closing handshake and every internal task
-        assert server.close_codes == [4004]
-        # Proving an absence needs some waiting: 20x the reconnection delay, no new
-        # connection (a reconnect, if any, would have happened by then).
-        await asyncio.sleep(0.2)
+        await sock.aclose()  # waits for every internal task (and the handshake, up to 1 s)
+        await until(lambda: server.close_codes == [4004])
+        # No reconnect can follow: only the socket's supervisor task reconnects, and it
+        # has ended (a proof by state, not by waiting a while).
+        assert supervisor_tasks() == []
         assert len(server.connections) == 1
         assert sock.send("while closed") is False
         sock.reconnect()
@@ -871,8 +882,8 @@ async def test_listener_errors_are_logged_and_do_not_break_the_socket(
         sock.add_event_listener("message", lambda e: got.append(e.data))
         sock.add_event_listener("message", bad)  # duplicate: ignored
         with caplog.at_level(logging.ERROR, logger="partywidget.partykit.socket"):
+            # (each async listener logs its error in the step that appended)
             await until(lambda: got == ["m1", "m2"] and len(async_got) == 2)
-            await asyncio.sleep(0)
         assert sock.ready_state == OPEN
         texts = [r.getMessage() for r in caplog.records]
         assert sum("message listener" in t for t in texts) == 4

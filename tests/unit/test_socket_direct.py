@@ -117,6 +117,8 @@ async def test_a_listener_that_reconnects_stops_the_old_connections_messages() -
         sock.add_event_listener("message", on_message)
         await sock.wait_open(timeout=10)
         await until(lambda: "new" in got)
+        # Once the old connection is closed nothing more of it can arrive: check then.
+        await asyncio.wait_for(connections[0].wait_closed(), 10)
         assert got[0] == "old0"
         assert not [m for m in got[1:] if isinstance(m, str) and m.startswith("old")]
         await sock.aclose()
