@@ -12,8 +12,8 @@ from __future__ import annotations
 from partywidget.model import DELETED
 from partywidget.store._listeners import Listener
 from partywidget.store._state import Sorter, default_sorter
-from partywidget.store._store import Store, TransactionContext, create_store
-from partywidget.store._transactions import TransactionLog
+from partywidget.store._store import Store, create_store
+from partywidget.store._transactions import TransactionContext, TransactionLog
 
 __all__ = [
     "DELETED",

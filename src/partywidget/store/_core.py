@@ -22,6 +22,8 @@ from partywidget.store._cells import (
     is_encoded_json,
     is_reserved_string,
     json_parse,
+    py_cell,
+    where,
 )
 from partywidget.store._js import is_array_index, js_keys, js_truthy, strict_equal
 from partywidget.store._schema import ALLOW_NULL, DEFAULT, ENUM, TYPE, enum_includes, type_includes
@@ -456,19 +458,79 @@ class StoreCore(StoreState):
             self._cell_ids_changed(table_id, row_id, cell_id, 1)
         elif old_cell == cell and (old_cell.__class__ is bool) is (cell.__class__ is bool):
             return
-        # Record the net change (first old value, latest new value).
-        rows = self._changed_cells.get(table_id)
-        if rows is None:
-            rows = self._changed_cells[table_id] = {}
-        cells = rows.get(row_id)
-        if cells is None:
-            cells = rows[row_id] = {}
-        pair = cells.get(cell_id)
-        if pair is None:
-            cells[cell_id] = [old_cell, cell]
-        else:
-            pair[1] = cell
+        self._record_cell_change(table_id, row_id, cell_id, old_cell, cell)
         row_map[cell_id] = cell
+
+    def _set_cell_now(
+        self, table_id: str, row_id: str, cell_id: str, cell: Any, mapper: Any
+    ) -> None:
+        """Set one (checked) cell, or the result of ``mapper``: validate, then apply."""
+        if mapper is not None:
+            cell = mapper(self.get_cell(table_id, row_id, cell_id))
+            # A mapper returning DELETED (JavaScript's undefined) makes an invalid cell,
+            # as in TinyBase, rather than a TypeError.
+            if cell is not DELETED:
+                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
+        if self._has_tables_schema:
+            valid_cell = self._validated_cell(table_id, row_id, cell_id, cell)
+            if valid_cell is DELETED:
+                return
+        else:
+            cls = cell.__class__
+            if cls is int or cls is float or cls is bool or cell is None:
+                valid_cell = cell
+            else:
+                valid_cell = self._validated_cell(table_id, row_id, cell_id, cell)
+                if valid_cell is DELETED:
+                    return
+        table_map = self._tables.get(table_id)
+        if table_map is None:
+            table_map = self._get_or_create_table(table_id)
+        row_map = table_map.get(row_id)
+        if row_map is None:
+            self._set_cell_into_new_row(table_id, table_map, row_id, cell_id, valid_cell)
+            return
+        self._set_valid_cell(table_id, row_id, row_map, cell_id, valid_cell)
+
+    def _apply_changes(self, tables: dict[str, Any], values: dict[str, Any]) -> None:
+        """Apply checked Changes: ``DELETED`` deletes a table, row, cell or value."""
+        for table_id in js_keys(tables):
+            table = tables[table_id]
+            if table is DELETED:
+                if table_id in self._tables:
+                    self._del_valid_table(table_id)
+                continue
+            for row_id in js_keys(table):
+                row = table[row_id]
+                if row is not DELETED:
+                    for cell_id in js_keys(row):
+                        self._set_or_del_cell(table_id, row_id, cell_id, row[cell_id])
+                    continue
+                table_map = self._tables.get(table_id)
+                if table_map is not None and row_id in table_map:
+                    self._del_valid_row(table_id, table_map, row_id)
+        for value_id in js_keys(values):
+            self._set_or_del_value(value_id, values[value_id])
+
+    def _set_or_del_cell(self, table_id: str, row_id: str, cell_id: str, cell: Any) -> None:
+        """Apply one cell of Changes or of a rollback; ``DELETED`` force-deletes it."""
+        if cell is not DELETED:
+            self._set_cell_now(table_id, row_id, cell_id, cell, None)
+            return
+        table_map = self._tables.get(table_id)
+        if table_map is not None:
+            row_map = table_map.get(row_id)
+            if row_map is not None and cell_id in row_map:
+                self._del_valid_cell(table_id, table_map, row_id, row_map, cell_id, True)
+
+    def _set_or_del_value(self, value_id: str, value: Any) -> None:
+        """Apply one value of Changes or of a rollback; ``DELETED`` deletes it."""
+        if value is not DELETED:
+            valid_value = self._validated_value(value_id, value)
+            if valid_value is not DELETED:
+                self._set_valid_value(value_id, valid_value)
+        elif value_id in self._values:
+            self._del_valid_value(value_id)
 
     def _set_cell_into_new_row(
         self,
@@ -503,12 +565,16 @@ class StoreCore(StoreState):
             _ids_changed(self._changed_value_ids, value_id, 1)
         elif strict_equal(old_value, value):
             return
+        self._record_value_change(value_id, old_value, value)
+        self._values[value_id] = value
+
+    def _record_value_change(self, value_id: str, old_value: Any, new_value: Any) -> None:
+        """Record a value's net change: its first old value and its latest new value."""
         pair = self._changed_values.get(value_id)
         if pair is None:
-            self._changed_values[value_id] = [old_value, value]
+            self._changed_values[value_id] = [old_value, new_value]
         else:
-            pair[1] = value
-        self._values[value_id] = value
+            pair[1] = new_value
 
     def _del_valid_table(self, table_id: str) -> None:
         self._set_valid_table(table_id, {}, True)
@@ -554,12 +620,7 @@ class StoreCore(StoreState):
         if default_value is not DELETED:
             self._set_valid_value(value_id, default_value)
             return
-        old_value = self._values.get(value_id, DELETED)
-        pair = self._changed_values.get(value_id)
-        if pair is None:
-            self._changed_values[value_id] = [old_value, DELETED]
-        else:
-            pair[1] = DELETED
+        self._record_value_change(value_id, self._values[value_id], DELETED)
         _ids_changed(self._changed_value_ids, value_id, -1)
         del self._values[value_id]
 
@@ -568,10 +629,17 @@ class StoreCore(StoreState):
     def _record_cell_change(
         self, table_id: str, row_id: str, cell_id: str, old_cell: Any, new_cell: Any
     ) -> None:
-        if self._lazy_cells:
-            self._materialize_changed_cells()
-        rows = self._changed_cells.setdefault(table_id, {})
-        cells = rows.setdefault(row_id, {})
+        """Record a cell's net change: its first old value and its latest new value.
+
+        The one home of this record, but for the inlined copy in ``Store.set_cell``'s
+        fast path. Callers have materialized the deferred records already.
+        """
+        rows = self._changed_cells.get(table_id)
+        if rows is None:
+            rows = self._changed_cells[table_id] = {}
+        cells = rows.get(row_id)
+        if cells is None:
+            cells = rows[row_id] = {}
         pair = cells.get(cell_id)
         if pair is None:
             cells[cell_id] = [old_cell, new_cell]

@@ -13,7 +13,7 @@ from functools import cmp_to_key
 from types import MappingProxyType
 from typing import Any
 
-from partywidget.model import DELETED, Content
+from partywidget.model import Content
 from partywidget.store._cells import decode_if_json, js_dumps
 from partywidget.store._js import js_less
 from partywidget.store._listeners import ListenerRegistry, Tree
@@ -125,6 +125,19 @@ class StoreState:
         self._invalid_value_listeners = _pair()
         self._start_transaction_listeners: Tree = {}
         self._finish_transaction_listeners = _pair()  # (will, did)
+        # Every net-change record, to clear them all when a transaction ends.
+        self._all_changes: tuple[dict[Any, Any], ...] = (
+            self._changed_table_ids,
+            self._changed_table_cell_ids,
+            self._changed_row_count,
+            self._changed_row_ids,
+            self._changed_cell_ids,
+            self._changed_cells,
+            self._invalid_cells,
+            self._changed_value_ids,
+            self._changed_values,
+            self._invalid_values,
+        )
 
     # -- content ---------------------------------------------------------------------------
 
@@ -358,9 +371,3 @@ class StoreState:
     def for_each_value(self, value_callback: Callable[[str, Any], Any]) -> None:
         for value_id, value in list(self._values.items()):
             value_callback(value_id, decode_if_json(value))
-
-    # -- helpers for the layers above --------------------------------------------------------
-
-    @staticmethod
-    def _is_deleted(value: Any) -> bool:
-        return value is DELETED
