@@ -1,9 +1,11 @@
-"""Validation against schemas and the low-level mutations that record net changes.
+"""Validation against schemas, and the mutations that record net changes.
 
 This layer mirrors TinyBase's internal ``validate*``, ``setValid*``, ``delValid*`` and
 ``*Changed`` functions: setters above it validate (copied) input here, which may drop
 invalid cells and fill in schema defaults, then apply it with the ``_set_valid_*``
-methods, each of which records what changed for the transaction's listeners and Changes.
+methods. Those record what changed, for the transaction's listeners and Changes, through
+``_record_cell_change``/``_record_value_change`` and the ``*_changed`` Id counters:
+first old value, latest new value, and adds and removes that cancel out.
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ def _js_has_own(obj: Any, key: str) -> bool:
 
 
 class StoreCore(StoreState):
-    """Validation and change-recording mutations (no transactions, no listeners)."""
+    """Validation and change-recording mutations (no transactions, no listeners).
+
+    Methods here assume a transaction is open; the layers above open it.
+    """
 
     # -- invalid input ---------------------------------------------------------------------
 

@@ -1,10 +1,15 @@
-"""Listener registration and dispatch, with TinyBase's wildcard trees and Id pool.
+"""Listener registration and calls, with TinyBase's wildcard trees and Id pool.
 
 Each kind of listener lives in a tree of dicts keyed by the Ids it was registered for
 (``None`` is a wildcard), whose leaves are ordered sets (dicts) of listener Ids. A change
 at ``(t, r, c)`` reaches the leaves ``(t,r,c), (t,r,*), (t,*,c), (t,*,*), (*,r,c), ...`` in
 that order, exactly as TinyBase's ``getWildcardedLeaves``. Listener Ids are strings from a
 pool that reuses released Ids first-in-first-out, as TinyBase's ``getPoolFunctions``.
+
+``KINDS`` describes each kind of data listener once (the names of its Ids, how
+``call_listener`` expands its wildcards and what it passes, how TinyBase counts it), so
+registering one is a single generic call and the Store's ``add_*_listener`` methods are
+one line each.
 """
 
 from __future__ import annotations
@@ -308,20 +313,6 @@ class ListenerKind(NamedTuple):
     stats_depth: int = 2  # tree depth at which get_listener_stats counts (TinyBase's)
 
 
-def listener_stats(store: Store) -> dict[str, int]:
-    """How many listeners of each kind are registered (TinyBase's counting)."""
-    stats = {
-        kind: tree_size(pair[0], spec.stats_depth) + tree_size(pair[1], spec.stats_depth)
-        for kind, spec in KINDS.items()
-        for pair in [getattr(store, f"_{kind}_listeners")]
-    }
-    will, did = store._finish_transaction_listeners
-    stats["transaction"] = sum(
-        tree_size(tree, 2) for tree in (store._start_transaction_listeners, will, did)
-    )
-    return stats
-
-
 def _has(method: str) -> Callable[[Store, list[str]], list[Any]]:
     """call_listener's argument for a has-* listener: ``[store.<method>(*ids)]``."""
     return lambda store, ids: [getattr(store, method)(*ids)]
@@ -345,7 +336,8 @@ _ROWS = ("get_table_ids", "get_row_ids")
 _CELLS = ("get_table_ids", "get_row_ids", "get_cell_ids")
 _VALUES = ("get_value_ids",)
 
-# In get_listener_stats' order. (sorted_row_ids is registered by its own method.)
+# In get_listener_stats' order. (add_sorted_row_ids_listener registers a wrapper of the
+# user's listener, at a path it checks itself.)
 KINDS: dict[str, ListenerKind] = {
     "has_tables": ListenerKind((), (), _has("has_tables")),
     "tables": ListenerKind((), ()),
@@ -376,3 +368,17 @@ KINDS: dict[str, ListenerKind] = {
     "value": ListenerKind(("value_id",), _VALUES, _value_now, 3),
     "invalid_value": ListenerKind(("value_id",), ()),
 }
+
+
+def listener_stats(store: Store) -> dict[str, int]:
+    """How many listeners of each kind are registered (TinyBase's counting)."""
+    stats = {
+        kind: tree_size(pair[0], spec.stats_depth) + tree_size(pair[1], spec.stats_depth)
+        for kind, spec in KINDS.items()
+        for pair in [getattr(store, f"_{kind}_listeners")]
+    }
+    will, did = store._finish_transaction_listeners
+    stats["transaction"] = sum(
+        tree_size(tree, 2) for tree in (store._start_transaction_listeners, will, did)
+    )
+    return stats

@@ -1,4 +1,10 @@
-"""The public Store: TinyBase 10's ``createStore()`` API in snake_case."""
+"""The public Store: TinyBase 10's ``createStore()`` API in snake_case.
+
+A facade over the layers below: each setter checks its Python input (``_input``), opens a
+transaction (``_fluent``), validates and applies (``_core``); each ``add_*_listener``
+method registers one kind of ``KINDS`` (``_listeners``). Only ``set_cell`` carries its own
+fast path, since every edit goes through it.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from partywidget.store._input import (
 from partywidget.store._js import js_keys
 from partywidget.store._listeners import KINDS, NO_ID, Listener, listener_stats
 from partywidget.store._schema import validate_tables_schema, validate_values_schema
-from partywidget.store._state import Sorter
+from partywidget.store._state import Sorter, sorted_row_ids_args
 from partywidget.store._transactions import StoreTransactions
 
 __all__ = ["Store", "create_store"]
@@ -164,7 +170,13 @@ class Store(StoreTransactions):
                 )
 
     def set_cell(self, table_id: str, row_id: str, cell_id: str, cell: Any) -> Store:
-        """Set one cell; ``cell`` may be a mapper ``f(old_cell) -> new_cell``."""
+        """Set one cell; ``cell`` may be a mapper ``f(old_cell) -> new_cell``.
+
+        The Store's hot path (every edit, local or remote, comes through here), so it is
+        written for speed: type checks by class identity, and the common case -- a new
+        scalar for an existing cell, no schema -- inlined without further calls; hence
+        a little longer than a function should be.
+        """
         if table_id.__class__ is not str:
             table_id = check_id(table_id, "table_id")
         if row_id.__class__ is not str:
@@ -175,24 +187,19 @@ class Store(StoreTransactions):
         mapper = None
         # scalar: a number, bool or None, which needs no encoding, nor (without a
         # schema) validation. Most common types first: this runs for every cell set.
-        scalar = True
         if cls is int:
-            if not -_MAX_SAFE_INT <= cell <= _MAX_SAFE_INT:
-                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
-        elif cls is str:
-            scalar = False
+            scalar = -_MAX_SAFE_INT <= cell <= _MAX_SAFE_INT
         elif cls is float:
-            if cell - cell != 0.0:  # NaN or infinite: py_cell raises
-                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
-        elif cls is bool or cell is None:
-            pass
-        elif callable(cell):
-            mapper = cell
-            scalar = False
+            scalar = cell - cell == 0.0  # not NaN or infinite
         else:
-            cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
-            cls = cell.__class__  # normalized (e.g. a str subclass became str)
-            scalar = cls is int or cls is float or cls is bool or cell is None
+            scalar = cls is bool or cell is None
+        if not scalar and cls is not str:
+            if callable(cell):
+                mapper = cell
+            else:  # checked (may raise) and normalized, e.g. a str subclass becomes str
+                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
+                cls = cell.__class__
+                scalar = cls is int or cls is float or cls is bool or cell is None
         transactions = self._transactions
         if transactions == -1:
             return self
@@ -203,9 +210,10 @@ class Store(StoreTransactions):
                 self._transactions = 1
         done = False
         if scalar and not self._has_tables_schema and not self._lazy_cells:
-            # Hottest path, inlined: an existing scalar cell of an existing row gets a
-            # scalar (no validation needed without a schema; nothing here can raise).
-            # Anything else takes _set_cell_now.
+            # Hottest path: an existing scalar cell of an existing row gets a scalar (no
+            # validation needed without a schema; nothing here can raise). It inlines
+            # _set_valid_cell and _record_cell_change, the one copy of them, guarded by
+            # benchmarks/store_ops.py. Anything else takes _set_cell_now.
             table_map = self._tables.get(table_id)
             row_map = None if table_map is None else table_map.get(row_id)
             old_cell = DELETED if row_map is None else row_map.get(cell_id, DELETED)
@@ -553,16 +561,11 @@ class Store(StoreTransactions):
         Also accepts TinyBase's object form: ``(sorted_row_ids_args, listener, mutator)``.
         """
         if isinstance(table_id, Mapping):
-            args = table_id
+            if listener is None:  # (args, listener, mutator)
+                listener, mutator = cell_id, bool(descending)
+            table, cell, desc, start, limit, sorter = sorted_row_ids_args(table_id)
             return self.add_sorted_row_ids_listener(
-                args["tableId"],
-                args.get("cellId"),
-                bool(args.get("descending", False)),
-                args.get("offset", 0) or 0,
-                args.get("limit"),
-                cell_id if listener is None else listener,
-                bool(descending) if listener is None else mutator,
-                sorter=args.get("sorter"),
+                table, cell, desc, start, limit, listener, mutator, sorter=sorter
             )
         if listener is None:
             raise TypeError("add_sorted_row_ids_listener needs a listener")

@@ -1,10 +1,11 @@
-"""Transactions: start, finish (calling listeners in TinyBase's order), rollback, Changes.
+"""Transactions: start, finish, rollback, and reading the running one's Changes.
 
 Every setter runs inside a transaction (its own, or the caller's). Finishing the outermost
 one calls, in TinyBase's order: mutator listeners (whose changes join the transaction),
 ``do_rollback``, will-finish listeners, non-mutator listeners (during which the Store
 refuses changes), then did-finish listeners; and finally forgets the transaction's net
-changes. ``get_transaction_changes()``/``get_transaction_log()`` read those net changes.
+changes. Which change listeners to call, and with what, is ``_dispatch``'s business.
+``get_transaction_changes()``/``get_transaction_log()`` read the net changes.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class TransactionContext(Generic[_S]):
 
 
 class StoreTransactions(StoreCore):
-    """Transaction lifecycle and the dispatch of change listeners."""
+    """Transaction lifecycle, rollback, and the Changes of the running transaction."""
 
     def __init__(self) -> None:
         super().__init__()
