@@ -4,7 +4,7 @@ This layer mirrors TinyBase's internal ``validate*``, ``setValid*``, ``delValid*
 ``*Changed`` functions: setters above it validate (copied) input here, which may drop
 invalid cells and fill in schema defaults, then apply it with the ``_set_valid_*``
 methods. Those record what changed, for the transaction's listeners and Changes, through
-``_record_cell_change``/``_record_value_change`` and the ``*_changed`` Id counters:
+``_set_valid_cell``/``_record_value_change`` and the ``*_changed`` Id counters:
 first old value, latest new value, and adds and removes that cancel out.
 """
 
@@ -456,6 +456,11 @@ class StoreCore(StoreState):
     def _set_valid_cell(
         self, table_id: str, row_id: str, row_map: dict[str, Any], cell_id: str, cell: Any
     ) -> None:
+        """Set a valid cell of an existing row (delete it if ``DELETED``); record it.
+
+        The one home of a cell's net-change record (first old value, latest new one),
+        but for the inlined copy in ``Store.set_cell``'s fast path.
+        """
         if self._lazy_cells:
             self._materialize_changed_cells()
         old_cell = row_map.get(cell_id, DELETED)
@@ -463,8 +468,22 @@ class StoreCore(StoreState):
             self._cell_ids_changed(table_id, row_id, cell_id, 1)
         elif old_cell == cell and (old_cell.__class__ is bool) is (cell.__class__ is bool):
             return
-        self._record_cell_change(table_id, row_id, cell_id, old_cell, cell)
-        row_map[cell_id] = cell
+        rows = self._changed_cells.get(table_id)
+        if rows is None:
+            rows = self._changed_cells[table_id] = {}
+        cells = rows.get(row_id)
+        if cells is None:
+            cells = rows[row_id] = {}
+        pair = cells.get(cell_id)
+        if pair is None:
+            cells[cell_id] = [old_cell, cell]
+        else:
+            pair[1] = cell
+        if cell is DELETED:
+            self._cell_ids_changed(table_id, row_id, cell_id, -1)
+            del row_map[cell_id]
+        else:
+            row_map[cell_id] = cell
 
     def _set_cell_now(
         self, table_id: str, row_id: str, cell_id: str, cell: Any, mapper: Any
@@ -608,9 +627,7 @@ class StoreCore(StoreState):
             return
         # Force-deleting a cell that has a default deletes the whole row (as TinyBase).
         for id_ in [cell_id] if default_cell is DELETED else list(row_map):
-            self._record_cell_change(table_id, row_id, id_, row_map.get(id_, DELETED), DELETED)
-            self._cell_ids_changed(table_id, row_id, id_, -1)
-            del row_map[id_]
+            self._set_valid_cell(table_id, row_id, row_map, id_, DELETED)
         if not row_map:
             self._row_ids_changed(table_id, row_id, -1)
             del table_map[row_id]
@@ -630,26 +647,6 @@ class StoreCore(StoreState):
         del self._values[value_id]
 
     # -- change records --------------------------------------------------------------------
-
-    def _record_cell_change(
-        self, table_id: str, row_id: str, cell_id: str, old_cell: Any, new_cell: Any
-    ) -> None:
-        """Record a cell's net change: its first old value and its latest new value.
-
-        The one home of this record, but for the inlined copy in ``Store.set_cell``'s
-        fast path. Callers have materialized the deferred records already.
-        """
-        rows = self._changed_cells.get(table_id)
-        if rows is None:
-            rows = self._changed_cells[table_id] = {}
-        cells = rows.get(row_id)
-        if cells is None:
-            cells = rows[row_id] = {}
-        pair = cells.get(cell_id)
-        if pair is None:
-            cells[cell_id] = [old_cell, new_cell]
-        else:
-            pair[1] = new_cell
 
     def _row_ids_changed(self, table_id: str, row_id: str, added_or_removed: int) -> None:
         if self._lazy_cells:

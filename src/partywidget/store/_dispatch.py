@@ -83,38 +83,37 @@ def _call_ids_and_has(
 
 
 def _tabular_flags(store: StoreTransactions, m: int) -> tuple[bool, bool, bool]:
-    """Which groups of tabular listeners exist: has-tables, Id-like, cell-like (cached)."""
-    flags = store._registry.tabular_flags[m]
-    if flags is None:
-        flags = store._registry.tabular_flags[m] = (
-            bool(store._has_tables_listeners[m]),
-            any(
-                (
-                    store._cell_ids_listeners[m],
-                    store._has_cell_listeners[m],
-                    store._row_ids_listeners[m],
-                    store._has_row_listeners[m],
-                    store._table_cell_ids_listeners[m],
-                    store._has_table_cell_listeners[m],
-                    store._row_count_listeners[m],
-                    store._sorted_row_ids_listeners[m],
-                    store._table_ids_listeners[m],
-                    store._has_table_listeners[m],
-                )
-            ),
-            bool(
-                store._cell_listeners[m]
-                or store._row_listeners[m]
-                or store._table_listeners[m]
-                or store._tables_listeners[m]
-            ),
-        )
+    """Which groups of tabular listeners exist: has-tables, Id-like, cell-like."""
+    flags = store._registry.tabular_flags[m] = (
+        bool(store._has_tables_listeners[m]),
+        any(
+            (
+                store._cell_ids_listeners[m],
+                store._has_cell_listeners[m],
+                store._row_ids_listeners[m],
+                store._has_row_listeners[m],
+                store._table_cell_ids_listeners[m],
+                store._has_table_cell_listeners[m],
+                store._row_count_listeners[m],
+                store._sorted_row_ids_listeners[m],
+                store._table_ids_listeners[m],
+                store._has_table_listeners[m],
+            )
+        ),
+        bool(
+            store._cell_listeners[m]
+            or store._row_listeners[m]
+            or store._table_listeners[m]
+            or store._tables_listeners[m]
+        ),
+    )
     return flags
 
 
 def _call_tabular_listeners(store: StoreTransactions, mutator: int) -> None:
     m = mutator
-    has_tables_listeners, has_id_listeners, has_other = _tabular_flags(store, m)
+    flags = store._registry.tabular_flags[m]  # cached until the listeners change
+    has_tables_listeners, has_id_listeners, has_other = flags or _tabular_flags(store, m)
     if not (has_tables_listeners or has_id_listeners or has_other):
         return
     if store._lazy_cells:

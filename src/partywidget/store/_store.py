@@ -212,8 +212,8 @@ class Store(StoreTransactions):
         if scalar and not self._has_tables_schema and not self._lazy_cells:
             # Hottest path: an existing scalar cell of an existing row gets a scalar (no
             # validation needed without a schema; nothing here can raise). It inlines
-            # _set_valid_cell and _record_cell_change, the one copy of them, guarded by
-            # benchmarks/store_ops.py. Anything else takes _set_cell_now.
+            # _set_valid_cell, the one copy of it, guarded by benchmarks/store_ops.py.
+            # Anything else takes _set_cell_now.
             table_map = self._tables.get(table_id)
             row_map = None if table_map is None else table_map.get(row_id)
             old_cell = DELETED if row_map is None else row_map.get(cell_id, DELETED)
