@@ -20,6 +20,7 @@ from partywidget.store._cells import (
     UNDEFINED_MARKER,
     PlainTable,
     cell_type,
+    decode_if_json,
     encode_if_json,
     is_encoded_json,
     is_reserved_string,
@@ -31,9 +32,14 @@ from partywidget.store._js import is_array_index, js_keys, js_truthy, strict_equ
 from partywidget.store._schema import ALLOW_NULL, DEFAULT, ENUM, TYPE, enum_includes, type_includes
 from partywidget.store._state import StoreState, _RowIdPool
 
-__all__ = ["StoreCore"]
+__all__ = ["StoreCore", "decode_record"]
 
 _NO_TYPES = object()
+
+
+def decode_record(raw: Any) -> Any:
+    """A cell or value of a change record as listeners see it (JSON decoded)."""
+    return DELETED if raw is DELETED else decode_if_json(raw)
 
 
 def _ids_changed(changed_ids: dict[str, int], id_: str, added_or_removed: int) -> None:

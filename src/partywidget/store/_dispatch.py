@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from partywidget.model import DELETED
 from partywidget.store._cells import JSON_PREFIX, decode_if_json
+from partywidget.store._core import decode_record
 from partywidget.store._js import strict_equal
 from partywidget.store._listeners import ALL, Tree
 
@@ -22,10 +22,6 @@ if TYPE_CHECKING:
     from partywidget.store._transactions import StoreTransactions
 
 __all__ = ["call_change_listeners"]
-
-
-def _decode(raw: Any) -> Any:
-    return DELETED if raw is DELETED else decode_if_json(raw)
 
 
 def call_change_listeners(store: StoreTransactions, mutator: int) -> None:
@@ -320,8 +316,8 @@ def _call_values_listeners(store: StoreTransactions, mutator: int) -> None:
                     call(
                         value_tree,
                         (value_id,),
-                        _decode(new_value),
-                        _decode(old_value),
+                        decode_record(new_value),
+                        decode_record(old_value),
                         get_value_change,
                     )
                 values_changed = True

@@ -17,7 +17,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from partywidget.model import DELETED, Changes
 from partywidget.store._cells import JSON_PREFIX, decode_if_json
-from partywidget.store._core import StoreCore
+from partywidget.store._core import StoreCore, decode_record
 from partywidget.store._dispatch import call_change_listeners
 from partywidget.store._js import js_truthy, strict_equal
 
@@ -38,10 +38,6 @@ TransactionLog = tuple[
     dict[str, dict[str, dict[str, int]]],
     dict[str, int],
 ]
-
-
-def _decode(raw: Any) -> Any:
-    return DELETED if raw is DELETED else decode_if_json(raw)
 
 
 class TransactionContext(Generic[_S]):
@@ -104,7 +100,7 @@ class StoreTransactions(StoreCore):
             self._materialize_changed_cells()
         pair = self._changed_cells.get(table_id, {}).get(row_id, {}).get(cell_id)
         if pair is not None:
-            return (True, _decode(pair[0]), _decode(pair[1]))
+            return (True, decode_record(pair[0]), decode_record(pair[1]))
         cell = self.get_cell(table_id, row_id, cell_id)
         cell = cell if self.has_cell(table_id, row_id, cell_id) else DELETED
         return (False, cell, cell)
@@ -112,7 +108,7 @@ class StoreTransactions(StoreCore):
     def _get_value_change(self, value_id: str) -> tuple[bool, Any, Any]:
         pair = self._changed_values.get(value_id)
         if pair is not None:
-            return (True, _decode(pair[0]), _decode(pair[1]))
+            return (True, decode_record(pair[0]), decode_record(pair[1]))
         value = self.get_value(value_id) if self.has_value(value_id) else DELETED
         return (False, value, value)
 
@@ -149,7 +145,7 @@ class StoreTransactions(StoreCore):
                     table[row_id] = DELETED
                     continue
                 row = {
-                    cell_id: _decode(pair[1])
+                    cell_id: decode_record(pair[1])
                     for cell_id, pair in cells.items()
                     if not strict_equal(pair[0], pair[1])
                 }
@@ -158,7 +154,7 @@ class StoreTransactions(StoreCore):
             if table:
                 tables[table_id] = table
         values = {
-            value_id: _decode(pair[1])
+            value_id: decode_record(pair[1])
             for value_id, pair in self._changed_values.items()
             if not strict_equal(pair[0], pair[1])
         }
@@ -175,7 +171,7 @@ class StoreTransactions(StoreCore):
                 table = {}
                 for r, cells in rows.items():
                     row = {
-                        c: [_decode(p[0]), _decode(p[1])]
+                        c: [decode_record(p[0]), decode_record(p[1])]
                         for c, p in cells.items()
                         if not strict_equal(p[0], p[1])
                     }
@@ -194,7 +190,7 @@ class StoreTransactions(StoreCore):
                 for t, rows in self._invalid_cells.items()
             },
             {
-                v: [_decode(p[0]), _decode(p[1])]
+                v: [decode_record(p[0]), decode_record(p[1])]
                 for v, p in self._changed_values.items()
                 if not strict_equal(p[0], p[1])
             },
