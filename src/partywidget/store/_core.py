@@ -534,7 +534,11 @@ class StoreCore(StoreState):
                 row = table[row_id]
                 if row is not DELETED:
                     for cell_id in js_keys(row):
-                        self._set_or_del_cell(table_id, row_id, cell_id, row[cell_id])
+                        cell = row[cell_id]
+                        if cell is DELETED:
+                            self._set_or_del_cell(table_id, row_id, cell_id, cell)
+                        else:  # one call less per cell: every remote change comes here
+                            self._set_cell_now(table_id, row_id, cell_id, cell, None)
                     continue
                 table_map = self._tables.get(table_id)
                 if table_map is not None and row_id in table_map:
