@@ -1,7 +1,7 @@
 """The Store's fast paths behave exactly like its general path.
 
 ``set_content``/``set_tables``/``set_table`` into a table the transaction creates take a
-bulk path (``StoreCore._set_new_table``: C-level record building, the per-cell Changes
+bulk path (``_set_new_table``: C-level record building, the per-cell Changes
 pairs built only when something needs them), plain input skips the per-cell checks
 (``plain_table``), and ``set_cell`` inside a transaction has an inlined path for a new
 scalar in an existing cell. These tests replay random programs twice -- on the real
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import partywidget.store._store as store_module
+import partywidget.store._input as input_module
 from partywidget.store import Store, create_store
 from partywidget.store._cells import py_cell, where
 from partywidget.store._js import js_keys
@@ -54,7 +54,7 @@ class GeneralStore(Store):
 @contextlib.contextmanager
 def general_path() -> Iterator[None]:
     """No input is treated as plain (so it is normalized and validated cell by cell)."""
-    with mock.patch.object(store_module, "plain_table", lambda _table: None):
+    with mock.patch.object(input_module, "plain_table", lambda _table: None):
         yield
 
 

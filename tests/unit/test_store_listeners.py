@@ -307,6 +307,58 @@ def test_listener_stats(store: Store) -> None:
     assert set(store.get_listener_stats().values()) == {0}
 
 
+# Every kind of data listener: how many Ids its add_*_listener method takes.
+KIND_ARITY = {
+    "has_tables": 0,
+    "tables": 0,
+    "table_ids": 0,
+    "has_table": 1,
+    "table": 1,
+    "table_cell_ids": 1,
+    "has_table_cell": 2,
+    "row_count": 1,
+    "row_ids": 1,
+    "has_row": 2,
+    "row": 2,
+    "cell_ids": 2,
+    "has_cell": 3,
+    "cell": 3,
+    "invalid_cell": 3,
+    "has_values": 0,
+    "values": 0,
+    "value_ids": 0,
+    "has_value": 1,
+    "value": 1,
+    "invalid_value": 1,
+}
+
+
+@pytest.mark.parametrize("mutator", [False, True])
+@pytest.mark.parametrize(("kind", "arity"), KIND_ARITY.items())
+def test_every_kind_of_listener_is_counted_called_and_deleted(
+    store: Store, kind: str, arity: int, mutator: bool
+) -> None:
+    log: list[Any] = []
+    add = getattr(store, f"add_{kind}_listener")
+    listener_id = add(*[None] * arity, recorder(log, kind), mutator)
+    stats = store.get_listener_stats()
+    assert stats[kind] == 1
+    assert sum(stats.values()) == 1
+    store.set_tables({"t": {"r": {"c": 1}}}).set_values({"v": 1})
+    store.set_cell("t", "r", "c", "\ufffc").set_value("v", "\ufffc")  # refused: invalid
+    assert log
+    extras = 3 if kind in ("cell", "value") else 1  # new, old, get_change; else one
+    assert all(entry[0] == kind and len(entry) == 1 + arity + extras for entry in log)
+    if arity:
+        with pytest.raises(TypeError):
+            add(*[1.5] * arity, recorder(log, kind))
+    store.del_listener(listener_id)
+    assert sum(store.get_listener_stats().values()) == 0
+    log.clear()
+    store.del_tables().del_values()
+    assert log == []
+
+
 def test_listener_must_be_callable(store: Store) -> None:
     with pytest.raises(TypeError):
         store.add_tables_listener("not callable")  # type: ignore[arg-type]

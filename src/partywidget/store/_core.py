@@ -1,9 +1,11 @@
-"""Validation against schemas and the low-level mutations that record net changes.
+"""Validation against schemas, and the mutations that record net changes.
 
 This layer mirrors TinyBase's internal ``validate*``, ``setValid*``, ``delValid*`` and
 ``*Changed`` functions: setters above it validate (copied) input here, which may drop
 invalid cells and fill in schema defaults, then apply it with the ``_set_valid_*``
-methods, each of which records what changed for the transaction's listeners and Changes.
+methods. Those record what changed, for the transaction's listeners and Changes, through
+``_set_valid_cell``/``_record_value_change`` and the ``*_changed`` Id counters:
+first old value, latest new value, and adds and removes that cancel out.
 """
 
 from __future__ import annotations
@@ -18,18 +20,26 @@ from partywidget.store._cells import (
     UNDEFINED_MARKER,
     PlainTable,
     cell_type,
+    decode_if_json,
     encode_if_json,
     is_encoded_json,
     is_reserved_string,
     json_parse,
+    py_cell,
+    where,
 )
 from partywidget.store._js import is_array_index, js_keys, js_truthy, strict_equal
 from partywidget.store._schema import ALLOW_NULL, DEFAULT, ENUM, TYPE, enum_includes, type_includes
 from partywidget.store._state import StoreState, _RowIdPool
 
-__all__ = ["StoreCore"]
+__all__ = ["StoreCore", "decode_record"]
 
 _NO_TYPES = object()
+
+
+def decode_record(raw: Any) -> Any:
+    """A cell or value of a change record as listeners see it (JSON decoded)."""
+    return DELETED if raw is DELETED else decode_if_json(raw)
 
 
 def _ids_changed(changed_ids: dict[str, int], id_: str, added_or_removed: int) -> None:
@@ -55,7 +65,10 @@ def _js_has_own(obj: Any, key: str) -> bool:
 
 
 class StoreCore(StoreState):
-    """Validation and change-recording mutations (no transactions, no listeners)."""
+    """Validation and change-recording mutations (no transactions, no listeners).
+
+    Methods here assume a transaction is open; the layers above open it.
+    """
 
     # -- invalid input ---------------------------------------------------------------------
 
@@ -449,6 +462,11 @@ class StoreCore(StoreState):
     def _set_valid_cell(
         self, table_id: str, row_id: str, row_map: dict[str, Any], cell_id: str, cell: Any
     ) -> None:
+        """Set a valid cell of an existing row (delete it if ``DELETED``); record it.
+
+        The one home of a cell's net-change record (first old value, latest new one),
+        but for the inlined copy in ``Store.set_cell``'s fast path.
+        """
         if self._lazy_cells:
             self._materialize_changed_cells()
         old_cell = row_map.get(cell_id, DELETED)
@@ -456,7 +474,6 @@ class StoreCore(StoreState):
             self._cell_ids_changed(table_id, row_id, cell_id, 1)
         elif old_cell == cell and (old_cell.__class__ is bool) is (cell.__class__ is bool):
             return
-        # Record the net change (first old value, latest new value).
         rows = self._changed_cells.get(table_id)
         if rows is None:
             rows = self._changed_cells[table_id] = {}
@@ -468,7 +485,86 @@ class StoreCore(StoreState):
             cells[cell_id] = [old_cell, cell]
         else:
             pair[1] = cell
-        row_map[cell_id] = cell
+        if cell is DELETED:
+            self._cell_ids_changed(table_id, row_id, cell_id, -1)
+            del row_map[cell_id]
+        else:
+            row_map[cell_id] = cell
+
+    def _set_cell_now(
+        self, table_id: str, row_id: str, cell_id: str, cell: Any, mapper: Any
+    ) -> None:
+        """Set one (checked) cell, or the result of ``mapper``: validate, then apply."""
+        if mapper is not None:
+            cell = mapper(self.get_cell(table_id, row_id, cell_id))
+            # A mapper returning DELETED (JavaScript's undefined) makes an invalid cell,
+            # as in TinyBase, rather than a TypeError.
+            if cell is not DELETED:
+                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
+        if self._has_tables_schema:
+            valid_cell = self._validated_cell(table_id, row_id, cell_id, cell)
+            if valid_cell is DELETED:
+                return
+        else:
+            cls = cell.__class__
+            if cls is int or cls is float or cls is bool or cell is None:
+                valid_cell = cell
+            else:
+                valid_cell = self._validated_cell(table_id, row_id, cell_id, cell)
+                if valid_cell is DELETED:
+                    return
+        table_map = self._tables.get(table_id)
+        if table_map is None:
+            table_map = self._get_or_create_table(table_id)
+        row_map = table_map.get(row_id)
+        if row_map is None:
+            self._set_cell_into_new_row(table_id, table_map, row_id, cell_id, valid_cell)
+            return
+        self._set_valid_cell(table_id, row_id, row_map, cell_id, valid_cell)
+
+    def _apply_changes(self, tables: dict[str, Any], values: dict[str, Any]) -> None:
+        """Apply checked Changes: ``DELETED`` deletes a table, row, cell or value."""
+        for table_id in js_keys(tables):
+            table = tables[table_id]
+            if table is DELETED:
+                if table_id in self._tables:
+                    self._del_valid_table(table_id)
+                continue
+            for row_id in js_keys(table):
+                row = table[row_id]
+                if row is not DELETED:
+                    for cell_id in js_keys(row):
+                        cell = row[cell_id]
+                        if cell is DELETED:
+                            self._set_or_del_cell(table_id, row_id, cell_id, cell)
+                        else:  # one call less per cell: every remote change comes here
+                            self._set_cell_now(table_id, row_id, cell_id, cell, None)
+                    continue
+                table_map = self._tables.get(table_id)
+                if table_map is not None and row_id in table_map:
+                    self._del_valid_row(table_id, table_map, row_id)
+        for value_id in js_keys(values):
+            self._set_or_del_value(value_id, values[value_id])
+
+    def _set_or_del_cell(self, table_id: str, row_id: str, cell_id: str, cell: Any) -> None:
+        """Apply one cell of Changes or of a rollback; ``DELETED`` force-deletes it."""
+        if cell is not DELETED:
+            self._set_cell_now(table_id, row_id, cell_id, cell, None)
+            return
+        table_map = self._tables.get(table_id)
+        if table_map is not None:
+            row_map = table_map.get(row_id)
+            if row_map is not None and cell_id in row_map:
+                self._del_valid_cell(table_id, table_map, row_id, row_map, cell_id, True)
+
+    def _set_or_del_value(self, value_id: str, value: Any) -> None:
+        """Apply one value of Changes or of a rollback; ``DELETED`` deletes it."""
+        if value is not DELETED:
+            valid_value = self._validated_value(value_id, value)
+            if valid_value is not DELETED:
+                self._set_valid_value(value_id, valid_value)
+        elif value_id in self._values:
+            self._del_valid_value(value_id)
 
     def _set_cell_into_new_row(
         self,
@@ -503,12 +599,16 @@ class StoreCore(StoreState):
             _ids_changed(self._changed_value_ids, value_id, 1)
         elif strict_equal(old_value, value):
             return
+        self._record_value_change(value_id, old_value, value)
+        self._values[value_id] = value
+
+    def _record_value_change(self, value_id: str, old_value: Any, new_value: Any) -> None:
+        """Record a value's net change: its first old value and its latest new value."""
         pair = self._changed_values.get(value_id)
         if pair is None:
-            self._changed_values[value_id] = [old_value, value]
+            self._changed_values[value_id] = [old_value, new_value]
         else:
-            pair[1] = value
-        self._values[value_id] = value
+            pair[1] = new_value
 
     def _del_valid_table(self, table_id: str) -> None:
         self._set_valid_table(table_id, {}, True)
@@ -537,9 +637,7 @@ class StoreCore(StoreState):
             return
         # Force-deleting a cell that has a default deletes the whole row (as TinyBase).
         for id_ in [cell_id] if default_cell is DELETED else list(row_map):
-            self._record_cell_change(table_id, row_id, id_, row_map.get(id_, DELETED), DELETED)
-            self._cell_ids_changed(table_id, row_id, id_, -1)
-            del row_map[id_]
+            self._set_valid_cell(table_id, row_id, row_map, id_, DELETED)
         if not row_map:
             self._row_ids_changed(table_id, row_id, -1)
             del table_map[row_id]
@@ -554,29 +652,11 @@ class StoreCore(StoreState):
         if default_value is not DELETED:
             self._set_valid_value(value_id, default_value)
             return
-        old_value = self._values.get(value_id, DELETED)
-        pair = self._changed_values.get(value_id)
-        if pair is None:
-            self._changed_values[value_id] = [old_value, DELETED]
-        else:
-            pair[1] = DELETED
+        self._record_value_change(value_id, self._values[value_id], DELETED)
         _ids_changed(self._changed_value_ids, value_id, -1)
         del self._values[value_id]
 
     # -- change records --------------------------------------------------------------------
-
-    def _record_cell_change(
-        self, table_id: str, row_id: str, cell_id: str, old_cell: Any, new_cell: Any
-    ) -> None:
-        if self._lazy_cells:
-            self._materialize_changed_cells()
-        rows = self._changed_cells.setdefault(table_id, {})
-        cells = rows.setdefault(row_id, {})
-        pair = cells.get(cell_id)
-        if pair is None:
-            cells[cell_id] = [old_cell, new_cell]
-        else:
-            pair[1] = new_cell
 
     def _row_ids_changed(self, table_id: str, row_id: str, added_or_removed: int) -> None:
         if self._lazy_cells:

@@ -1,18 +1,37 @@
-"""Listener registration and dispatch, with TinyBase's wildcard trees and Id pool.
+"""Listener registration and calls, with TinyBase's wildcard trees and Id pool.
 
 Each kind of listener lives in a tree of dicts keyed by the Ids it was registered for
 (``None`` is a wildcard), whose leaves are ordered sets (dicts) of listener Ids. A change
 at ``(t, r, c)`` reaches the leaves ``(t,r,c), (t,r,*), (t,*,c), (t,*,*), (*,r,c), ...`` in
 that order, exactly as TinyBase's ``getWildcardedLeaves``. Listener Ids are strings from a
 pool that reuses released Ids first-in-first-out, as TinyBase's ``getPoolFunctions``.
+
+``KINDS`` describes each kind of data listener once (the names of its Ids, how
+``call_listener`` expands its wildcards and what it passes, how TinyBase counts it), so
+registering one is a single generic call and the Store's ``add_*_listener`` methods are
+one line each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-__all__ = ["ALL", "NO_ID", "Listener", "ListenerRegistry", "Tree", "tree_size"]
+from partywidget.model import DELETED
+
+if TYPE_CHECKING:
+    from partywidget.store._store import Store
+
+__all__ = [
+    "ALL",
+    "KINDS",
+    "NO_ID",
+    "Listener",
+    "ListenerKind",
+    "ListenerRegistry",
+    "Tree",
+    "tree_size",
+]
 
 Listener = Callable[..., Any]
 # A tree node: id -> child node, or (at the leaves) listener id -> None.
@@ -73,6 +92,14 @@ class ListenerRegistry:
         self._pool: list[str] = []
         self._next_id = 0
         self._added = 0  # how many listeners were ever added (to spot additions mid-call)
+        # Data listeners (not the transaction ones): listener id -> 1 if a mutator, else 0.
+        self._data_mutators: dict[str, int] = {}
+        # Per (non-mutator, mutator): how many data listeners exist. Zero means the
+        # finishing transaction can skip listener dispatch entirely.
+        self.data_counts = [0, 0]
+        # Per (non-mutator, mutator): which groups of tabular listeners exist, as cached
+        # by the dispatch (None: recompute, after any change to the data listeners).
+        self.tabular_flags: list[tuple[bool, bool, bool] | None] = [None, None]
 
     def _new_id(self) -> str:
         if self._pool:
@@ -109,10 +136,32 @@ class ListenerRegistry:
         node.setdefault(full_path[-1], {})[listener_id] = None
         return listener_id
 
+    def add_data(
+        self,
+        listener: Listener,
+        trees: tuple[Tree, Tree],
+        mutator: Any,
+        path: tuple[Any, ...] | None,
+        path_getters: Sequence[Callable[..., list[str]]],
+        extra_args: Callable[[list[Any]], list[Any]] | None,
+        extra_count: int,
+    ) -> str:
+        """:meth:`add` a data listener to its (non-mutator, mutator) ``trees``, counted."""
+        m = 1 if mutator else 0
+        listener_id = self.add(listener, trees[m], path, path_getters, extra_args, extra_count)
+        self._data_mutators[listener_id] = m
+        self.data_counts[m] += 1
+        self.tabular_flags[m] = None
+        return listener_id
+
     def delete(self, listener_id: str) -> None:
         record = self._records.pop(listener_id, None)
         if record is None:
             return
+        m = self._data_mutators.pop(listener_id, None)
+        if m is not None:
+            self.data_counts[m] -= 1
+            self.tabular_flags[m] = None
         nodes: list[Tree] = [record.tree]
         for key in record.path[:-1]:
             nodes.append(nodes[-1][key])
@@ -245,3 +294,91 @@ class ListenerRegistry:
                 call_with([*ids, None if path[index] is NO_ID else path[index]])
 
         call_with([])
+
+
+# -- the Store's kinds of data listener -------------------------------------------------
+
+
+class ListenerKind(NamedTuple):
+    """One kind of data listener: what ``_add_listener`` needs to register it.
+
+    Its trees are the Store's ``_<kind>_listeners`` attribute.
+    """
+
+    ids: tuple[str, ...]  # the names of the Ids of its path (for error messages)
+    getters: tuple[str, ...]  # Store methods listing each level's Ids, for call_listener
+    # What call_listener passes after the Ids, from (store, ids); None pads with None.
+    extra: Callable[[Store, list[str]], list[Any]] | None = None
+    extra_count: int = 1
+    stats_depth: int = 2  # tree depth at which get_listener_stats counts (TinyBase's)
+
+
+def _has(method: str) -> Callable[[Store, list[str]], list[Any]]:
+    """call_listener's argument for a has-* listener: ``[store.<method>(*ids)]``."""
+    return lambda store, ids: [getattr(store, method)(*ids)]
+
+
+def _cell_now(store: Store, ids: list[str]) -> list[Any]:
+    cell = store.get_cell(*ids) if store.has_cell(*ids) else DELETED
+    return [cell, cell]
+
+
+def _value_now(store: Store, ids: list[str]) -> list[Any]:
+    value = store.get_value(ids[0]) if store.has_value(ids[0]) else DELETED
+    return [value, value]
+
+
+_T_ = ("table_id",)
+_TR = ("table_id", "row_id")
+_TRC = ("table_id", "row_id", "cell_id")
+_TABLES = ("get_table_ids",)
+_ROWS = ("get_table_ids", "get_row_ids")
+_CELLS = ("get_table_ids", "get_row_ids", "get_cell_ids")
+_VALUES = ("get_value_ids",)
+
+# In get_listener_stats' order. (add_sorted_row_ids_listener registers a wrapper of the
+# user's listener, at a path it checks itself.)
+KINDS: dict[str, ListenerKind] = {
+    "has_tables": ListenerKind((), (), _has("has_tables")),
+    "tables": ListenerKind((), ()),
+    "table_ids": ListenerKind((), ()),
+    "has_table": ListenerKind(_T_, _TABLES, _has("has_table")),
+    "table": ListenerKind(_T_, _TABLES),
+    "table_cell_ids": ListenerKind(_T_, _TABLES),
+    "has_table_cell": ListenerKind(
+        ("table_id", "cell_id"),
+        ("get_table_ids", "get_table_cell_ids"),
+        _has("has_table_cell"),
+        stats_depth=3,
+    ),
+    "row_count": ListenerKind(_T_, _TABLES),
+    "row_ids": ListenerKind(_T_, _TABLES),
+    # TinyBase counts (table, cell) pairs here rather than listeners; so do we.
+    "sorted_row_ids": ListenerKind(("table_id", "cell_id"), _TABLES, None, 0),
+    "has_row": ListenerKind(_TR, _ROWS, _has("has_row"), stats_depth=3),
+    "row": ListenerKind(_TR, _ROWS, stats_depth=3),
+    "cell_ids": ListenerKind(_TR, _ROWS, stats_depth=3),
+    "has_cell": ListenerKind(_TRC, _CELLS, _has("has_cell"), stats_depth=4),
+    "cell": ListenerKind(_TRC, _CELLS, _cell_now, 3, stats_depth=4),
+    "invalid_cell": ListenerKind(_TRC, (), stats_depth=4),
+    "has_values": ListenerKind((), (), _has("has_values")),
+    "values": ListenerKind((), ()),
+    "value_ids": ListenerKind((), ()),
+    "has_value": ListenerKind(("value_id",), _VALUES, _has("has_value")),
+    "value": ListenerKind(("value_id",), _VALUES, _value_now, 3),
+    "invalid_value": ListenerKind(("value_id",), ()),
+}
+
+
+def listener_stats(store: Store) -> dict[str, int]:
+    """How many listeners of each kind are registered (TinyBase's counting)."""
+    stats = {
+        kind: tree_size(pair[0], spec.stats_depth) + tree_size(pair[1], spec.stats_depth)
+        for kind, spec in KINDS.items()
+        for pair in [getattr(store, f"_{kind}_listeners")]
+    }
+    will, did = store._finish_transaction_listeners
+    stats["transaction"] = sum(
+        tree_size(tree, 2) for tree in (store._start_transaction_listeners, will, did)
+    )
+    return stats

@@ -13,13 +13,13 @@ from functools import cmp_to_key
 from types import MappingProxyType
 from typing import Any
 
-from partywidget.model import DELETED, Content
+from partywidget.model import Content
 from partywidget.store._cells import decode_if_json, js_dumps
 from partywidget.store._js import js_less
 from partywidget.store._listeners import ListenerRegistry, Tree
 from partywidget.store._schema import decode_schema
 
-__all__ = ["Sorter", "StoreState", "default_sorter"]
+__all__ = ["Sorter", "StoreState", "default_sorter", "sorted_row_ids_args"]
 
 Sorter = Callable[[Any, Any], float]
 Pair = tuple[Tree, Tree]
@@ -28,6 +28,18 @@ Pair = tuple[Tree, Tree]
 def default_sorter(key1: Any, key2: Any) -> int:
     """TinyBase's ``defaultSorter``: JavaScript ``<`` with missing/null keys as ``0``."""
     return -1 if js_less(0 if key1 is None else key1, 0 if key2 is None else key2) else 1
+
+
+def sorted_row_ids_args(args: Mapping[str, Any]) -> tuple[Any, Any, bool, int, Any, Any]:
+    """TinyBase's ``SortedRowIdsArgs`` object as positional arguments (sorter last)."""
+    return (
+        args["tableId"],
+        args.get("cellId"),
+        bool(args.get("descending", False)),
+        args.get("offset", 0) or 0,
+        args.get("limit"),
+        args.get("sorter"),
+    )
 
 
 class _RowIdPool:
@@ -125,6 +137,19 @@ class StoreState:
         self._invalid_value_listeners = _pair()
         self._start_transaction_listeners: Tree = {}
         self._finish_transaction_listeners = _pair()  # (will, did)
+        # Every net-change record, to clear them all when a transaction ends.
+        self._all_changes: tuple[dict[Any, Any], ...] = (
+            self._changed_table_ids,
+            self._changed_table_cell_ids,
+            self._changed_row_count,
+            self._changed_row_ids,
+            self._changed_cell_ids,
+            self._changed_cells,
+            self._invalid_cells,
+            self._changed_value_ids,
+            self._changed_values,
+            self._invalid_values,
+        )
 
     # -- content ---------------------------------------------------------------------------
 
@@ -196,15 +221,7 @@ class StoreState:
         the same TimSort as V8's, so ties and mixed types order exactly as in TinyBase.
         """
         if isinstance(table_id, Mapping):
-            args = table_id
-            return self.get_sorted_row_ids(
-                args["tableId"],
-                args.get("cellId"),
-                bool(args.get("descending", False)),
-                args.get("offset", 0) or 0,
-                args.get("limit"),
-                args.get("sorter"),
-            )
+            return self.get_sorted_row_ids(*sorted_row_ids_args(table_id))
         table = self._tables.get(table_id)
         if not table:
             return []
@@ -358,9 +375,3 @@ class StoreState:
     def for_each_value(self, value_callback: Callable[[str, Any], Any]) -> None:
         for value_id, value in list(self._values.items()):
             value_callback(value_id, decode_if_json(value))
-
-    # -- helpers for the layers above --------------------------------------------------------
-
-    @staticmethod
-    def _is_deleted(value: Any) -> bool:
-        return value is DELETED

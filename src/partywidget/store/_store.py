@@ -1,191 +1,40 @@
-"""The public Store: TinyBase 10's ``createStore()`` API in snake_case."""
+"""The public Store: TinyBase 10's ``createStore()`` API in snake_case.
+
+A facade over the layers below: each setter checks its Python input (``_input``), opens a
+transaction (``_fluent``), validates and applies (``_core``); each ``add_*_listener``
+method registers one kind of ``KINDS`` (``_listeners``). Only ``set_cell`` carries its own
+fast path, since every edit goes through it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
 from functools import partial
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from partywidget.model import DELETED, Changes
 from partywidget.store._cells import MAX_SAFE_INT as _MAX_SAFE_INT
-from partywidget.store._cells import json_parse, plain_table, py_cell, py_json, where
+from partywidget.store._cells import json_parse, py_cell, py_json, where
+from partywidget.store._input import (
+    check_id,
+    listener_id,
+    py_changes,
+    py_content,
+    py_row,
+    py_table,
+    py_tables,
+    py_values,
+)
 from partywidget.store._js import js_keys
-from partywidget.store._listeners import NO_ID, Listener, Tree, tree_size
+from partywidget.store._listeners import KINDS, NO_ID, Listener, listener_stats
 from partywidget.store._schema import validate_tables_schema, validate_values_schema
-from partywidget.store._state import Sorter
+from partywidget.store._state import Sorter, sorted_row_ids_args
 from partywidget.store._transactions import StoreTransactions
 
-__all__ = ["Store", "TransactionContext", "create_store"]
+__all__ = ["Store", "create_store"]
 
-_T = TypeVar("_T")
 _Id = str | None
-
-
-def _id(value: Any, what: str) -> str:
-    """Ids are strings (ints are accepted and converted, as JavaScript's ``'' + id``)."""
-    if value.__class__ is str:
-        return str(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise TypeError(f"{what} must be a str, not {type(value).__name__}")
-
-
-def _listener_id(value: Any, what: str) -> str | None:
-    return None if value is None else _id(value, what)
-
-
-def _check_key(key: Any, what: str) -> str:
-    if not isinstance(key, str):
-        raise TypeError(f"{what} {key!r} must be a str, not {type(key).__name__}")
-    return str(key)
-
-
-def _py_row(table_id: str, row_id: str | None, row: Any) -> Any:
-    if isinstance(row, dict):
-        return {
-            _check_key(cell_id, "cell id"): py_cell(
-                cell, partial(where, "cell", table_id, row_id, cell_id)
-            )
-            for cell_id, cell in row.items()
-        }
-    return py_json(row, lambda: where("row", table_id, row_id))
-
-
-def _py_table(table_id: str, table: Any) -> Any:
-    plain = plain_table(table)
-    if plain is not None:
-        return plain
-    if isinstance(table, dict):
-        return {
-            _check_key(row_id, "row id"): _py_row(table_id, row_id, row)
-            for row_id, row in table.items()
-        }
-    return py_json(table, lambda: where("table", table_id))
-
-
-def _py_tables(tables: Any) -> Any:
-    if isinstance(tables, dict):
-        return {
-            _check_key(table_id, "table id"): _py_table(table_id, table)
-            for table_id, table in tables.items()
-        }
-    return py_json(tables, lambda: "tables")
-
-
-def _py_content(content: Any) -> Any:
-    """``py_json(content)``, with plain tables checked and copied in one tight loop.
-
-    Falls back to :func:`py_json` for anything unusual, per table, so errors (and
-    which error comes first) are exactly ``py_json``'s.
-    """
-    if content.__class__ not in (list, tuple) or len(content) != 2:
-        return py_json(content, lambda: "content")
-    tables = content[0]
-    if tables.__class__ is not dict:
-        return py_json(content, lambda: "content")
-    checked: dict[str, Any] = {}
-    for table_id, table in tables.items():
-        if table_id.__class__ is not str:
-            return py_json(content, lambda: "content")
-        plain = plain_table(table)
-        checked[table_id] = (
-            plain if plain is not None else py_json(table, lambda: "content", f"[0][{table_id!r}]")
-        )
-    return [checked, py_json(content[1], lambda: "content", "[1]")]
-
-
-def _py_values(values: Any) -> Any:
-    if isinstance(values, dict):
-        return {
-            _check_key(value_id, "value id"): py_cell(value, partial(where, "value", value_id))
-            for value_id, value in values.items()
-        }
-    return py_json(values, lambda: "values")
-
-
-def _py_changes(changes: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Check Changes from Python: ``(tables, values[, 1])`` with ``DELETED`` for removals."""
-    if not isinstance(changes, (list, tuple)) or len(changes) < 2:
-        raise TypeError("changes must be a (tables, values, 1) tuple or list")
-    tables, values = changes[0], changes[1]
-    if not isinstance(tables, dict) or not isinstance(values, dict):
-        raise TypeError("changes must hold a dict of tables and a dict of values")
-    checked_tables: dict[str, Any] = {}
-    for table_id, table in tables.items():
-        table_id = _check_key(table_id, "table id")
-        if table is DELETED:
-            checked_tables[table_id] = DELETED
-            continue
-        if not isinstance(table, dict):
-            raise TypeError(f"changes for table {table_id!r} must be a dict or DELETED")
-        checked_table: dict[str, Any] = {}
-        for row_id, row in table.items():
-            row_id = _check_key(row_id, "row id")
-            if row is DELETED:
-                checked_table[row_id] = DELETED
-                continue
-            if not isinstance(row, dict):
-                raise TypeError(
-                    f"changes for row {row_id!r} of table {table_id!r} must be a dict or DELETED"
-                )
-            checked_table[row_id] = {
-                _check_key(cell_id, "cell id"): cell
-                if cell is DELETED
-                else py_cell(cell, partial(where, "cell", table_id, row_id, cell_id))
-                for cell_id, cell in row.items()
-            }
-        checked_tables[table_id] = checked_table
-    checked_values = {
-        _check_key(value_id, "value id"): value
-        if value is DELETED
-        else py_cell(value, partial(where, "value", value_id))
-        for value_id, value in values.items()
-    }
-    return checked_tables, checked_values
-
-
-class TransactionContext:
-    """``with store.transaction():`` -- an exception in the block rolls it back.
-
-    That is what TinyBase's ``transaction(actions)`` does when ``actions`` throws: it
-    requests a rollback, finishes the transaction (so no listeners see the changes and
-    the finish listeners are not called), and re-throws.
-    """
-
-    def __init__(self, store: Store, do_rollback: Callable[[Store], Any] | None) -> None:
-        self._store = store
-        self._do_rollback = do_rollback
-        self._active = False
-
-    def __enter__(self) -> Store:
-        store = self._store
-        if store._transactions != -1:
-            store.start_transaction()
-            self._active = True
-        return store
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self._active:
-            return
-        self._active = False
-        store = self._store
-        if exc is None:
-            try:
-                store.finish_transaction(self._do_rollback)
-            except BaseException:
-                store._abort_transaction()
-                raise
-        else:
-            store._abort_transaction()
 
 
 class Store(StoreTransactions):
@@ -232,62 +81,22 @@ class Store(StoreTransactions):
     (the widget and persister marshal calls onto their loop thread).
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._listener_mutators: dict[str, int] = {}
-
     def __repr__(self) -> str:
         return f"<Store tables={len(self._tables)} values={len(self._values)}>"
 
     # -- transactions ----------------------------------------------------------------------
-
-    def transaction(
-        self,
-        actions: Callable[[], _T] | None = None,
-        do_rollback: Callable[[Store], Any] | None = None,
-    ) -> Any:
-        """Run ``actions`` in one transaction and return their result.
-
-        Without ``actions``, return a context manager: ``with store.transaction(): ...``.
-        During non-mutator listeners (when the Store refuses changes) ``actions`` is not
-        run and ``None`` is returned, as in TinyBase.
-        """
-        if actions is None:
-            return TransactionContext(self, do_rollback)
-        if self._transactions == -1:
-            return None
-        self.start_transaction()
-        try:
-            result = actions()
-            self.finish_transaction(do_rollback)
-        except BaseException:
-            self._abort_transaction()
-            raise
-        return result
-
-    def _fluent(self, action: Callable[..., Any], *args: Any) -> Store:
-        if self._transactions == -1:
-            return self
-        self.start_transaction()
-        try:
-            action(*args)
-            self.finish_transaction()
-        except BaseException:
-            self._abort_transaction()
-            raise
-        return self
 
     # -- content setters -------------------------------------------------------------------
 
     def set_content(self, content: Any) -> Store:
         """Replace tables and values; ``content`` is ``(tables, values)`` or a callable."""
         if not callable(content):
-            content = _py_content(content)
+            content = py_content(content)
         return self._fluent(self._set_content_impl, content)
 
     def _set_content_impl(self, content: Any) -> None:
         if callable(content):
-            content = _py_content(content())
+            content = py_content(content())
         if not isinstance(content, list):
             return
         tables = content[0] if len(content) > 0 else None
@@ -302,24 +111,24 @@ class Store(StoreTransactions):
             self._fluent(self._set_values_impl, values)
 
     def set_tables(self, tables: Any) -> Store:
-        return self._fluent(self._set_tables_impl, _py_tables(tables))
+        return self._fluent(self._set_tables_impl, py_tables(tables))
 
     def _set_tables_impl(self, tables: Any) -> None:
         if self._validate_tables(tables):
             self._set_valid_tables(tables)
 
     def set_table(self, table_id: str, table: Any) -> Store:
-        table_id = _id(table_id, "table_id")
-        return self._fluent(self._set_table_impl, table_id, _py_table(table_id, table))
+        table_id = check_id(table_id, "table_id")
+        return self._fluent(self._set_table_impl, table_id, py_table(table_id, table))
 
     def _set_table_impl(self, table_id: str, table: Any) -> None:
         if self._validate_table(table, table_id):
             self._set_valid_table(table_id, table)
 
     def set_row(self, table_id: str, row_id: str, row: Any) -> Store:
-        table_id = _id(table_id, "table_id")
-        row_id = _id(row_id, "row_id")
-        return self._fluent(self._set_row_impl, table_id, row_id, _py_row(table_id, row_id, row))
+        table_id = check_id(table_id, "table_id")
+        row_id = check_id(row_id, "row_id")
+        return self._fluent(self._set_row_impl, table_id, row_id, py_row(table_id, row_id, row))
 
     def _set_row_impl(self, table_id: str, row_id: str, row: Any) -> None:
         if self._validate_row(table_id, row_id, row):
@@ -328,8 +137,8 @@ class Store(StoreTransactions):
     def add_row(self, table_id: str, row: Any, reuse_row_ids: bool = True) -> str | None:
         """Add a row under a new Id (the next free integer-like Id; released Ids of deleted
         rows first unless ``reuse_row_ids=False``) and return it, or ``None`` if invalid."""
-        table_id = _id(table_id, "table_id")
-        checked_row = _py_row(table_id, None, row)
+        table_id = check_id(table_id, "table_id")
+        checked_row = py_row(table_id, None, row)
 
         def add() -> str | None:
             if not self._validate_row(table_id, None, checked_row):
@@ -346,10 +155,10 @@ class Store(StoreTransactions):
         return result
 
     def set_partial_row(self, table_id: str, row_id: str, partial_row: Any) -> Store:
-        table_id = _id(table_id, "table_id")
-        row_id = _id(row_id, "row_id")
+        table_id = check_id(table_id, "table_id")
+        row_id = check_id(row_id, "row_id")
         return self._fluent(
-            self._set_partial_row_impl, table_id, row_id, _py_row(table_id, row_id, partial_row)
+            self._set_partial_row_impl, table_id, row_id, py_row(table_id, row_id, partial_row)
         )
 
     def _set_partial_row_impl(self, table_id: str, row_id: str, partial_row: Any) -> None:
@@ -361,35 +170,36 @@ class Store(StoreTransactions):
                 )
 
     def set_cell(self, table_id: str, row_id: str, cell_id: str, cell: Any) -> Store:
-        """Set one cell; ``cell`` may be a mapper ``f(old_cell) -> new_cell``."""
+        """Set one cell; ``cell`` may be a mapper ``f(old_cell) -> new_cell``.
+
+        The Store's hot path (every edit, local or remote, comes through here), so it is
+        written for speed: type checks by class identity, and the common case -- a new
+        scalar for an existing cell, no schema -- inlined without further calls; hence
+        a little longer than a function should be.
+        """
         if table_id.__class__ is not str:
-            table_id = _id(table_id, "table_id")
+            table_id = check_id(table_id, "table_id")
         if row_id.__class__ is not str:
-            row_id = _id(row_id, "row_id")
+            row_id = check_id(row_id, "row_id")
         if cell_id.__class__ is not str:
-            cell_id = _id(cell_id, "cell_id")
+            cell_id = check_id(cell_id, "cell_id")
         cls = cell.__class__
         mapper = None
         # scalar: a number, bool or None, which needs no encoding, nor (without a
         # schema) validation. Most common types first: this runs for every cell set.
-        scalar = True
         if cls is int:
-            if not -_MAX_SAFE_INT <= cell <= _MAX_SAFE_INT:
-                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
-        elif cls is str:
-            scalar = False
+            scalar = -_MAX_SAFE_INT <= cell <= _MAX_SAFE_INT
         elif cls is float:
-            if cell - cell != 0.0:  # NaN or infinite: py_cell raises
-                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
-        elif cls is bool or cell is None:
-            pass
-        elif callable(cell):
-            mapper = cell
-            scalar = False
+            scalar = cell - cell == 0.0  # not NaN or infinite
         else:
-            cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
-            cls = cell.__class__  # normalized (e.g. a str subclass became str)
-            scalar = cls is int or cls is float or cls is bool or cell is None
+            scalar = cls is bool or cell is None
+        if not scalar and cls is not str:
+            if callable(cell):
+                mapper = cell
+            else:  # checked (may raise) and normalized, e.g. a str subclass becomes str
+                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
+                cls = cell.__class__
+                scalar = cls is int or cls is float or cls is bool or cell is None
         transactions = self._transactions
         if transactions == -1:
             return self
@@ -400,8 +210,9 @@ class Store(StoreTransactions):
                 self._transactions = 1
         done = False
         if scalar and not self._has_tables_schema and not self._lazy_cells:
-            # Hottest path, inlined: an existing scalar cell of an existing row gets a
-            # scalar (no validation needed without a schema; nothing here can raise).
+            # Hottest path: an existing scalar cell of an existing row gets a scalar (no
+            # validation needed without a schema; nothing here can raise). It inlines
+            # _set_valid_cell, the one copy of it, guarded by benchmarks/store_ops.py.
             # Anything else takes _set_cell_now.
             table_map = self._tables.get(table_id)
             row_map = None if table_map is None else table_map.get(row_id)
@@ -446,67 +257,15 @@ class Store(StoreTransactions):
             raise
         return self
 
-    def _set_cell_now(
-        self, table_id: str, row_id: str, cell_id: str, cell: Any, mapper: Any
-    ) -> None:
-        if mapper is not None:
-            cell = mapper(self.get_cell(table_id, row_id, cell_id))
-            # A mapper returning DELETED (JavaScript's undefined) makes an invalid cell,
-            # as in TinyBase, rather than a TypeError.
-            if cell is not DELETED:
-                cell = py_cell(cell, lambda: where("cell", table_id, row_id, cell_id))
-        if self._has_tables_schema:
-            valid_cell = self._validated_cell(table_id, row_id, cell_id, cell)
-            if valid_cell is DELETED:
-                return
-        else:
-            cls = cell.__class__
-            if cls is int or cls is float or cls is bool or cell is None:
-                valid_cell = cell
-            else:
-                valid_cell = self._validated_cell(table_id, row_id, cell_id, cell)
-                if valid_cell is DELETED:
-                    return
-        if self._lazy_cells:
-            self._materialize_changed_cells()
-        table_map = self._tables.get(table_id)
-        if table_map is None:
-            table_map = self._get_or_create_table(table_id)
-        row_map = table_map.get(row_id)
-        if row_map is None:
-            self._set_cell_into_new_row(table_id, table_map, row_id, cell_id, valid_cell)
-            return
-        # Inlined _set_valid_cell for the hot path: an existing cell changing value.
-        old_cell = row_map.get(cell_id, DELETED)
-        if old_cell is DELETED:
-            self._set_valid_cell(table_id, row_id, row_map, cell_id, valid_cell)
-            return
-        if old_cell == valid_cell and (old_cell.__class__ is bool) is (
-            valid_cell.__class__ is bool
-        ):
-            return
-        rows = self._changed_cells.get(table_id)
-        if rows is None:
-            rows = self._changed_cells[table_id] = {}
-        cells = rows.get(row_id)
-        if cells is None:
-            cells = rows[row_id] = {}
-        pair = cells.get(cell_id)
-        if pair is None:
-            cells[cell_id] = [old_cell, valid_cell]
-        else:
-            pair[1] = valid_cell
-        row_map[cell_id] = valid_cell
-
     def set_values(self, values: Any) -> Store:
-        return self._fluent(self._set_values_impl, _py_values(values))
+        return self._fluent(self._set_values_impl, py_values(values))
 
     def _set_values_impl(self, values: Any) -> None:
         if self._validate_values(values):
             self._set_valid_values(values)
 
     def set_partial_values(self, partial_values: Any) -> Store:
-        return self._fluent(self._set_partial_values_impl, _py_values(partial_values))
+        return self._fluent(self._set_partial_values_impl, py_values(partial_values))
 
     def _set_partial_values_impl(self, partial_values: Any) -> None:
         if self._validate_values(partial_values, True):
@@ -515,7 +274,7 @@ class Store(StoreTransactions):
 
     def set_value(self, value_id: str, value: Any) -> Store:
         """Set one value; ``value`` may be a mapper ``f(old_value) -> new_value``."""
-        value_id = _id(value_id, "value_id")
+        value_id = check_id(value_id, "value_id")
         mapper = None
         if callable(value):
             mapper = value
@@ -540,36 +299,8 @@ class Store(StoreTransactions):
 
     def apply_changes(self, changes: Changes | list[Any]) -> Store:
         """Apply Changes ``(tables, values, 1)``; ``DELETED`` deletes (cells forcibly)."""
-        tables, values = _py_changes(changes)
-        return self._fluent(self._apply_changes_impl, tables, values)
-
-    def _apply_changes_impl(self, tables: dict[str, Any], values: dict[str, Any]) -> None:
-        for table_id in js_keys(tables):
-            table = tables[table_id]
-            if table is DELETED:
-                self.del_table(table_id)
-                continue
-            for row_id in js_keys(table):
-                row = table[row_id]
-                if row is DELETED:
-                    self.del_row(table_id, row_id)
-                    continue
-                for cell_id in js_keys(row):
-                    self._set_or_del_cell(table_id, row_id, cell_id, row[cell_id])
-        for value_id in js_keys(values):
-            self._set_or_del_value(value_id, values[value_id])
-
-    def _set_or_del_cell(self, table_id: str, row_id: str, cell_id: str, cell: Any) -> None:
-        if cell is DELETED:
-            self.del_cell(table_id, row_id, cell_id, True)
-        else:
-            self.set_cell(table_id, row_id, cell_id, cell)
-
-    def _set_or_del_value(self, value_id: str, value: Any) -> None:
-        if value is DELETED:
-            self.del_value(value_id)
-        else:
-            self.set_value(value_id, value)
+        tables, values = py_changes(changes)
+        return self._fluent(self._apply_changes, tables, values)
 
     # -- JSON setters (trusted encoded data; parse errors are ignored, as in TinyBase) ------
 
@@ -698,7 +429,7 @@ class Store(StoreTransactions):
         return self._fluent(self._set_valid_tables, {})
 
     def del_table(self, table_id: str) -> Store:
-        table_id = _id(table_id, "table_id")
+        table_id = check_id(table_id, "table_id")
 
         def delete() -> None:
             if table_id in self._tables:
@@ -707,8 +438,8 @@ class Store(StoreTransactions):
         return self._fluent(delete)
 
     def del_row(self, table_id: str, row_id: str) -> Store:
-        table_id = _id(table_id, "table_id")
-        row_id = _id(row_id, "row_id")
+        table_id = check_id(table_id, "table_id")
+        row_id = check_id(row_id, "row_id")
 
         def delete() -> None:
             table_map = self._tables.get(table_id)
@@ -720,9 +451,9 @@ class Store(StoreTransactions):
     def del_cell(self, table_id: str, row_id: str, cell_id: str, force_del: bool = False) -> Store:
         """Delete a cell. A cell with a schema default is reset to it, unless
         ``force_del`` -- which then deletes the whole row, as TinyBase does."""
-        table_id = _id(table_id, "table_id")
-        row_id = _id(row_id, "row_id")
-        cell_id = _id(cell_id, "cell_id")
+        table_id = check_id(table_id, "table_id")
+        row_id = check_id(row_id, "row_id")
+        cell_id = check_id(cell_id, "cell_id")
 
         def delete() -> None:
             table_map = self._tables.get(table_id)
@@ -738,7 +469,7 @@ class Store(StoreTransactions):
         return self._fluent(self._set_valid_values, {})
 
     def del_value(self, value_id: str) -> Store:
-        value_id = _id(value_id, "value_id")
+        value_id = check_id(value_id, "value_id")
 
         def delete() -> None:
             if value_id in self._values:
@@ -748,108 +479,69 @@ class Store(StoreTransactions):
 
     # -- listeners -------------------------------------------------------------------------
 
-    def _add(
-        self,
-        pair: tuple[Tree, Tree],
-        listener: Listener,
-        mutator: Any,
-        path: tuple[Any, ...] | None = None,
-        path_getters: tuple[Callable[..., list[str]], ...] = (),
-        extra_args: Callable[[list[Any]], list[Any]] | None = None,
-        extra_count: int = 1,
+    def _add_listener(
+        self, kind: str, ids: tuple[_Id, ...], listener: Listener, mutator: bool
     ) -> str:
-        m = 1 if mutator else 0
-        listener_id = self._registry.add(
-            listener, pair[m], path, path_getters, extra_args, extra_count
+        """Register a data listener of ``kind`` (see ``KINDS``) for ``ids``; its Id."""
+        names = KINDS[kind].ids
+        path = tuple(listener_id(id_, name) for id_, name in zip(ids, names, strict=True))
+        return self._register(kind, path, listener, mutator)
+
+    def _register(self, kind: str, path: tuple[Any, ...], listener: Listener, mutator: Any) -> str:
+        spec = KINDS[kind]
+        return self._registry.add_data(
+            listener,
+            getattr(self, f"_{kind}_listeners"),
+            mutator,
+            path or None,
+            tuple(getattr(self, getter) for getter in spec.getters),
+            None if spec.extra is None else partial(spec.extra, self),
+            spec.extra_count,
         )
-        self._listener_mutators[listener_id] = m
-        self._data_listener_counts[m] += 1
-        self._tabular_flags[m] = None
-        return listener_id
 
     def add_has_tables_listener(self, listener: Listener, mutator: bool = False) -> str:
         """``listener(store, has_tables)`` when the Store gains its first / loses its last table."""
-        return self._add(
-            self._has_tables_listeners, listener, mutator, None, (), lambda _: [self.has_tables()]
-        )
+        return self._add_listener("has_tables", (), listener, mutator)
 
     def add_tables_listener(self, listener: Listener, mutator: bool = False) -> str:
         """``listener(store, get_cell_change)`` after any cell changes."""
-        return self._add(self._tables_listeners, listener, mutator)
+        return self._add_listener("tables", (), listener, mutator)
 
     def add_table_ids_listener(self, listener: Listener, mutator: bool = False) -> str:
         """``listener(store, get_id_changes)`` when tables are added or removed."""
-        return self._add(self._table_ids_listeners, listener, mutator)
+        return self._add_listener("table_ids", (), listener, mutator)
 
     def add_has_table_listener(
         self, table_id: _Id, listener: Listener, mutator: bool = False
     ) -> str:
         """``listener(store, table_id, has_table)``; ``table_id=None`` means any table."""
-        return self._add(
-            self._has_table_listeners,
-            listener,
-            mutator,
-            (_listener_id(table_id, "table_id"),),
-            (self.get_table_ids,),
-            lambda ids: [self.has_table(*ids)],
-        )
+        return self._add_listener("has_table", (table_id,), listener, mutator)
 
     def add_table_listener(self, table_id: _Id, listener: Listener, mutator: bool = False) -> str:
         """``listener(store, table_id, get_cell_change)``."""
-        return self._add(
-            self._table_listeners,
-            listener,
-            mutator,
-            (_listener_id(table_id, "table_id"),),
-            (self.get_table_ids,),
-        )
+        return self._add_listener("table", (table_id,), listener, mutator)
 
     def add_table_cell_ids_listener(
         self, table_id: _Id, listener: Listener, mutator: bool = False
     ) -> str:
         """``listener(store, table_id, get_id_changes)``."""
-        return self._add(
-            self._table_cell_ids_listeners,
-            listener,
-            mutator,
-            (_listener_id(table_id, "table_id"),),
-            (self.get_table_ids,),
-        )
+        return self._add_listener("table_cell_ids", (table_id,), listener, mutator)
 
     def add_has_table_cell_listener(
         self, table_id: _Id, cell_id: _Id, listener: Listener, mutator: bool = False
     ) -> str:
         """``listener(store, table_id, cell_id, has_table_cell)``."""
-        return self._add(
-            self._has_table_cell_listeners,
-            listener,
-            mutator,
-            (_listener_id(table_id, "table_id"), _listener_id(cell_id, "cell_id")),
-            (self.get_table_ids, self.get_table_cell_ids),
-            lambda ids: [self.has_table_cell(*ids)],
-        )
+        return self._add_listener("has_table_cell", (table_id, cell_id), listener, mutator)
 
     def add_row_count_listener(
         self, table_id: _Id, listener: Listener, mutator: bool = False
     ) -> str:
         """``listener(store, table_id, count)``."""
-        return self._add(
-            self._row_count_listeners,
-            listener,
-            mutator,
-            (_listener_id(table_id, "table_id"),),
-            (self.get_table_ids,),
-        )
+        return self._add_listener("row_count", (table_id,), listener, mutator)
 
     def add_row_ids_listener(self, table_id: _Id, listener: Listener, mutator: bool = False) -> str:
         """``listener(store, table_id, get_id_changes)``."""
-        return self._add(
-            self._row_ids_listeners,
-            listener,
-            mutator,
-            (_listener_id(table_id, "table_id"),),
-            (self.get_table_ids,),
-        )
+        return self._add_listener("row_ids", (table_id,), listener, mutator)
 
     def add_sorted_row_ids_listener(
         self,
@@ -869,21 +561,16 @@ class Store(StoreTransactions):
         Also accepts TinyBase's object form: ``(sorted_row_ids_args, listener, mutator)``.
         """
         if isinstance(table_id, Mapping):
-            args = table_id
+            if listener is None:  # (args, listener, mutator)
+                listener, mutator = cell_id, bool(descending)
+            table, cell, desc, start, limit, sorter = sorted_row_ids_args(table_id)
             return self.add_sorted_row_ids_listener(
-                args["tableId"],
-                args.get("cellId"),
-                bool(args.get("descending", False)),
-                args.get("offset", 0) or 0,
-                args.get("limit"),
-                cell_id if listener is None else listener,
-                bool(descending) if listener is None else mutator,
-                sorter=args.get("sorter"),
+                table, cell, desc, start, limit, listener, mutator, sorter=sorter
             )
         if listener is None:
             raise TypeError("add_sorted_row_ids_listener needs a listener")
-        the_table_id = _id(table_id, "table_id")
-        the_cell_id = _listener_id(cell_id, "cell_id")
+        the_table_id = check_id(table_id, "table_id")
+        the_cell_id = listener_id(cell_id, "cell_id")
         user_listener = listener
         sorted_ids = self.get_sorted_row_ids(
             the_table_id, the_cell_id, descending, offset, limit, sorter
@@ -900,69 +587,32 @@ class Store(StoreTransactions):
                     self, the_table_id, the_cell_id, descending, offset, limit, list(new_ids)
                 )
 
-        return self._add(
-            self._sorted_row_ids_listeners,
-            on_change,
-            mutator,
-            (the_table_id, NO_ID if the_cell_id is None else the_cell_id),
-            (self.get_table_ids,),
-            None,
-            0,
-        )
+        path = (the_table_id, NO_ID if the_cell_id is None else the_cell_id)
+        return self._register("sorted_row_ids", path, on_change, mutator)
 
     def add_has_row_listener(
         self, table_id: _Id, row_id: _Id, listener: Listener, mutator: bool = False
     ) -> str:
         """``listener(store, table_id, row_id, has_row)``."""
-        return self._add(
-            self._has_row_listeners,
-            listener,
-            mutator,
-            (_listener_id(table_id, "table_id"), _listener_id(row_id, "row_id")),
-            (self.get_table_ids, self.get_row_ids),
-            lambda ids: [self.has_row(*ids)],
-        )
+        return self._add_listener("has_row", (table_id, row_id), listener, mutator)
 
     def add_row_listener(
         self, table_id: _Id, row_id: _Id, listener: Listener, mutator: bool = False
     ) -> str:
         """``listener(store, table_id, row_id, get_cell_change)``."""
-        return self._add(
-            self._row_listeners,
-            listener,
-            mutator,
-            (_listener_id(table_id, "table_id"), _listener_id(row_id, "row_id")),
-            (self.get_table_ids, self.get_row_ids),
-        )
+        return self._add_listener("row", (table_id, row_id), listener, mutator)
 
     def add_cell_ids_listener(
         self, table_id: _Id, row_id: _Id, listener: Listener, mutator: bool = False
     ) -> str:
         """``listener(store, table_id, row_id, get_id_changes)``."""
-        return self._add(
-            self._cell_ids_listeners,
-            listener,
-            mutator,
-            (_listener_id(table_id, "table_id"), _listener_id(row_id, "row_id")),
-            (self.get_table_ids, self.get_row_ids),
-        )
+        return self._add_listener("cell_ids", (table_id, row_id), listener, mutator)
 
     def add_has_cell_listener(
         self, table_id: _Id, row_id: _Id, cell_id: _Id, listener: Listener, mutator: bool = False
     ) -> str:
         """``listener(store, table_id, row_id, cell_id, has_cell)``."""
-        return self._add(
-            self._has_cell_listeners,
-            listener,
-            mutator,
-            (
-                _listener_id(table_id, "table_id"),
-                _listener_id(row_id, "row_id"),
-                _listener_id(cell_id, "cell_id"),
-            ),
-            (self.get_table_ids, self.get_row_ids, self.get_cell_ids),
-            lambda ids: [self.has_cell(*ids)],
-        )
+        return self._add_listener("has_cell", (table_id, row_id, cell_id), listener, mutator)
 
     def add_cell_listener(
         self, table_id: _Id, row_id: _Id, cell_id: _Id, listener: Listener, mutator: bool = False
@@ -971,19 +621,7 @@ class Store(StoreTransactions):
 
         ``new_cell``/``old_cell`` are ``DELETED`` when the cell was deleted/added.
         """
-        return self._add(
-            self._cell_listeners,
-            listener,
-            mutator,
-            (
-                _listener_id(table_id, "table_id"),
-                _listener_id(row_id, "row_id"),
-                _listener_id(cell_id, "cell_id"),
-            ),
-            (self.get_table_ids, self.get_row_ids, self.get_cell_ids),
-            lambda ids: [self.get_cell(*ids) if self.has_cell(*ids) else DELETED] * 2,
-            3,
-        )
+        return self._add_listener("cell", (table_id, row_id, cell_id), listener, mutator)
 
     def add_invalid_cell_listener(
         self, table_id: _Id, row_id: _Id, cell_id: _Id, listener: Listener, mutator: bool = False
@@ -993,66 +631,35 @@ class Store(StoreTransactions):
         ``invalid_cells`` lists what was refused (``DELETED`` for a missing cell the
         schema wanted); Ids are ``None`` where TinyBase has none (e.g. a non-dict row).
         """
-        return self._add(
-            self._invalid_cell_listeners,
-            listener,
-            mutator,
-            (
-                _listener_id(table_id, "table_id"),
-                _listener_id(row_id, "row_id"),
-                _listener_id(cell_id, "cell_id"),
-            ),
-        )
+        return self._add_listener("invalid_cell", (table_id, row_id, cell_id), listener, mutator)
 
     def add_has_values_listener(self, listener: Listener, mutator: bool = False) -> str:
         """``listener(store, has_values)``."""
-        return self._add(
-            self._has_values_listeners, listener, mutator, None, (), lambda _: [self.has_values()]
-        )
+        return self._add_listener("has_values", (), listener, mutator)
 
     def add_values_listener(self, listener: Listener, mutator: bool = False) -> str:
         """``listener(store, get_value_change)``."""
-        return self._add(self._values_listeners, listener, mutator)
+        return self._add_listener("values", (), listener, mutator)
 
     def add_value_ids_listener(self, listener: Listener, mutator: bool = False) -> str:
         """``listener(store, get_id_changes)``."""
-        return self._add(self._value_ids_listeners, listener, mutator)
+        return self._add_listener("value_ids", (), listener, mutator)
 
     def add_has_value_listener(
         self, value_id: _Id, listener: Listener, mutator: bool = False
     ) -> str:
         """``listener(store, value_id, has_value)``."""
-        return self._add(
-            self._has_value_listeners,
-            listener,
-            mutator,
-            (_listener_id(value_id, "value_id"),),
-            (self.get_value_ids,),
-            lambda ids: [self.has_value(*ids)],
-        )
+        return self._add_listener("has_value", (value_id,), listener, mutator)
 
     def add_value_listener(self, value_id: _Id, listener: Listener, mutator: bool = False) -> str:
         """``listener(store, value_id, new_value, old_value, get_value_change)``."""
-        return self._add(
-            self._value_listeners,
-            listener,
-            mutator,
-            (_listener_id(value_id, "value_id"),),
-            (self.get_value_ids,),
-            lambda ids: [self.get_value(ids[0]) if self.has_value(ids[0]) else DELETED] * 2,
-            3,
-        )
+        return self._add_listener("value", (value_id,), listener, mutator)
 
     def add_invalid_value_listener(
         self, value_id: _Id, listener: Listener, mutator: bool = False
     ) -> str:
         """``listener(store, value_id, invalid_values)``."""
-        return self._add(
-            self._invalid_value_listeners,
-            listener,
-            mutator,
-            (_listener_id(value_id, "value_id"),),
-        )
+        return self._add_listener("invalid_value", (value_id,), listener, mutator)
 
     def add_start_transaction_listener(self, listener: Listener) -> str:
         """``listener(store)`` when the outermost transaction starts."""
@@ -1073,45 +680,11 @@ class Store(StoreTransactions):
 
     def del_listener(self, listener_id: str) -> Store:
         self._registry.delete(listener_id)
-        mutator = self._listener_mutators.pop(listener_id, None)
-        if mutator is not None:
-            self._data_listener_counts[mutator] -= 1
-            self._tabular_flags[mutator] = None
         return self
 
     def get_listener_stats(self) -> dict[str, int]:
         """How many listeners of each kind are registered (TinyBase's counting)."""
-
-        def count(pair: tuple[Tree, Tree], depth: int = 2) -> int:
-            return tree_size(pair[0], depth) + tree_size(pair[1], depth)
-
-        return {
-            "has_tables": count(self._has_tables_listeners),
-            "tables": count(self._tables_listeners),
-            "table_ids": count(self._table_ids_listeners),
-            "has_table": count(self._has_table_listeners),
-            "table": count(self._table_listeners),
-            "table_cell_ids": count(self._table_cell_ids_listeners),
-            "has_table_cell": count(self._has_table_cell_listeners, 3),
-            "row_count": count(self._row_count_listeners),
-            "row_ids": count(self._row_ids_listeners),
-            # TinyBase counts (table, cell) pairs here rather than listeners; so do we.
-            "sorted_row_ids": count(self._sorted_row_ids_listeners),
-            "has_row": count(self._has_row_listeners, 3),
-            "row": count(self._row_listeners, 3),
-            "cell_ids": count(self._cell_ids_listeners, 3),
-            "has_cell": count(self._has_cell_listeners, 4),
-            "cell": count(self._cell_listeners, 4),
-            "invalid_cell": count(self._invalid_cell_listeners, 4),
-            "has_values": count(self._has_values_listeners),
-            "values": count(self._values_listeners),
-            "value_ids": count(self._value_ids_listeners),
-            "has_value": count(self._has_value_listeners),
-            "value": count(self._value_listeners),
-            "invalid_value": count(self._invalid_value_listeners),
-            "transaction": tree_size(self._start_transaction_listeners, 2)
-            + count(self._finish_transaction_listeners),
-        }
+        return listener_stats(self)
 
 
 def create_store() -> Store:

@@ -1,25 +1,30 @@
-"""Transactions: start, finish (calling listeners in TinyBase's order), rollback, Changes.
+"""Transactions: start, finish, rollback, and reading the running one's Changes.
 
 Every setter runs inside a transaction (its own, or the caller's). Finishing the outermost
 one calls, in TinyBase's order: mutator listeners (whose changes join the transaction),
 ``do_rollback``, will-finish listeners, non-mutator listeners (during which the Store
 refuses changes), then did-finish listeners; and finally forgets the transaction's net
-changes. ``get_transaction_changes()``/``get_transaction_log()`` read those net changes.
+changes. Which change listeners to call, and with what, is ``_dispatch``'s business.
+``get_transaction_changes()``/``get_transaction_log()`` read the net changes.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
 
 from partywidget.model import DELETED, Changes
 from partywidget.store._cells import JSON_PREFIX, decode_if_json
-from partywidget.store._core import StoreCore
+from partywidget.store._core import StoreCore, decode_record
+from partywidget.store._dispatch import call_change_listeners
 from partywidget.store._js import js_truthy, strict_equal
-from partywidget.store._listeners import ALL, Tree
 
-__all__ = ["StoreTransactions", "TransactionLog"]
+__all__ = ["StoreTransactions", "TransactionContext", "TransactionLog"]
+
+_T = TypeVar("_T")
+_S = TypeVar("_S", bound="StoreTransactions")
 
 TransactionLog = tuple[
     bool,
@@ -35,45 +40,54 @@ TransactionLog = tuple[
 ]
 
 
-def _decode(raw: Any) -> Any:
-    return DELETED if raw is DELETED else decode_if_json(raw)
+class TransactionContext(Generic[_S]):
+    """``with store.transaction():`` -- an exception in the block rolls it back.
 
+    That is what TinyBase's ``transaction(actions)`` does when ``actions`` throws: it
+    requests a rollback, finishes the transaction (so no listeners see the changes and
+    the finish listeners are not called), and re-throws.
+    """
 
-def _clone3(changed: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
-    return {t: {r: dict(cells) for r, cells in rows.items()} for t, rows in changed.items()}
+    def __init__(self, store: _S, do_rollback: Callable[[_S], Any] | None) -> None:
+        self._store = store
+        self._do_rollback = do_rollback
+        self._active = False
+
+    def __enter__(self) -> _S:
+        store = self._store
+        if store._transactions != -1:
+            store.start_transaction()
+            self._active = True
+        return store
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._active:
+            return
+        self._active = False
+        store = self._store
+        if exc is None:
+            try:
+                store.finish_transaction(self._do_rollback)
+            except BaseException:
+                store._abort_transaction()
+                raise
+        else:
+            store._abort_transaction()
 
 
 class StoreTransactions(StoreCore):
-    """Transaction lifecycle and the dispatch of change listeners."""
+    """Transaction lifecycle, rollback, and the Changes of the running transaction."""
 
     def __init__(self) -> None:
         super().__init__()
-        # Per (non-mutator, mutator): how many data listeners exist. Zero means the
-        # finishing transaction can skip listener dispatch entirely.
-        self._data_listener_counts = [0, 0]
+        # Bound once: handed to every cell/value listener call.
         self._get_cell_change_fn = self._get_cell_change
-        # Per mutator flag: which groups of tabular listeners exist (None: recompute).
-        self._tabular_flags: list[tuple[bool, bool, bool] | None] = [None, None]
-        self._all_changes: tuple[dict[Any, Any], ...] = (
-            self._changed_table_ids,
-            self._changed_table_cell_ids,
-            self._changed_row_count,
-            self._changed_row_ids,
-            self._changed_cell_ids,
-            self._changed_cells,
-            self._invalid_cells,
-            self._changed_value_ids,
-            self._changed_values,
-            self._invalid_values,
-        )
         self._get_value_change_fn = self._get_value_change
-
-    # Implemented by the public layer (rollback re-applies old cells through setters).
-    def _set_or_del_cell(self, table_id: str, row_id: str, cell_id: str, cell: Any) -> None:
-        raise NotImplementedError
-
-    def _set_or_del_value(self, value_id: str, value: Any) -> None:
-        raise NotImplementedError
 
     # -- change inspection -----------------------------------------------------------------
 
@@ -86,7 +100,7 @@ class StoreTransactions(StoreCore):
             self._materialize_changed_cells()
         pair = self._changed_cells.get(table_id, {}).get(row_id, {}).get(cell_id)
         if pair is not None:
-            return (True, _decode(pair[0]), _decode(pair[1]))
+            return (True, decode_record(pair[0]), decode_record(pair[1]))
         cell = self.get_cell(table_id, row_id, cell_id)
         cell = cell if self.has_cell(table_id, row_id, cell_id) else DELETED
         return (False, cell, cell)
@@ -94,7 +108,7 @@ class StoreTransactions(StoreCore):
     def _get_value_change(self, value_id: str) -> tuple[bool, Any, Any]:
         pair = self._changed_values.get(value_id)
         if pair is not None:
-            return (True, _decode(pair[0]), _decode(pair[1]))
+            return (True, decode_record(pair[0]), decode_record(pair[1]))
         value = self.get_value(value_id) if self.has_value(value_id) else DELETED
         return (False, value, value)
 
@@ -131,7 +145,7 @@ class StoreTransactions(StoreCore):
                     table[row_id] = DELETED
                     continue
                 row = {
-                    cell_id: _decode(pair[1])
+                    cell_id: decode_record(pair[1])
                     for cell_id, pair in cells.items()
                     if not strict_equal(pair[0], pair[1])
                 }
@@ -140,7 +154,7 @@ class StoreTransactions(StoreCore):
             if table:
                 tables[table_id] = table
         values = {
-            value_id: _decode(pair[1])
+            value_id: decode_record(pair[1])
             for value_id, pair in self._changed_values.items()
             if not strict_equal(pair[0], pair[1])
         }
@@ -157,7 +171,7 @@ class StoreTransactions(StoreCore):
                 table = {}
                 for r, cells in rows.items():
                     row = {
-                        c: [_decode(p[0]), _decode(p[1])]
+                        c: [decode_record(p[0]), decode_record(p[1])]
                         for c, p in cells.items()
                         if not strict_equal(p[0], p[1])
                     }
@@ -176,7 +190,7 @@ class StoreTransactions(StoreCore):
                 for t, rows in self._invalid_cells.items()
             },
             {
-                v: [_decode(p[0]), _decode(p[1])]
+                v: [decode_record(p[0]), decode_record(p[1])]
                 for v, p in self._changed_values.items()
                 if not strict_equal(p[0], p[1])
             },
@@ -192,6 +206,30 @@ class StoreTransactions(StoreCore):
         )
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    def transaction(
+        self,
+        actions: Callable[[], _T] | None = None,
+        do_rollback: Callable[[Self], Any] | None = None,
+    ) -> Any:
+        """Run ``actions`` in one transaction and return their result.
+
+        Without ``actions``, return a context manager: ``with store.transaction(): ...``.
+        During non-mutator listeners (when the Store refuses changes) ``actions`` is not
+        run and ``None`` is returned, as in TinyBase.
+        """
+        if actions is None:
+            return TransactionContext(self, do_rollback)
+        if self._transactions == -1:
+            return None
+        self.start_transaction()
+        try:
+            result = actions()
+            self.finish_transaction(do_rollback)
+        except BaseException:
+            self._abort_transaction()
+            raise
+        return result
 
     def start_transaction(self) -> Any:
         """Start (or nest into) a transaction; return the Store."""
@@ -216,6 +254,22 @@ class StoreTransactions(StoreCore):
             self._rollback_requested = True
             self._finish_quietly()
 
+    def _fluent(self, action: Callable[..., Any], *args: Any) -> Self:
+        """Run ``action(*args)`` in a transaction (its own or the caller's); the Store.
+
+        While non-mutator listeners run (``_transactions == -1``) nothing happens.
+        """
+        if self._transactions == -1:
+            return self
+        self.start_transaction()
+        try:
+            action(*args)
+            self.finish_transaction()
+        except BaseException:
+            self._abort_transaction()
+            raise
+        return self
+
     def finish_transaction(self, do_rollback: Callable[[Any], Any] | None = None) -> Any:
         """Finish the (outermost) transaction: listeners, optional rollback; the Store."""
         if self._transactions > 0:
@@ -237,11 +291,11 @@ class StoreTransactions(StoreCore):
                 if self._rollback_requested:
                     self._rollback()
                 else:
-                    if self._data_listener_counts[1]:
+                    if self._registry.data_counts[1]:
                         was_mutating = self._mutating
                         self._mutating = True
                         try:
-                            self._call_change_listeners(1)
+                            call_change_listeners(self, 1)
                         finally:
                             self._mutating = was_mutating
                     if do_rollback is not None and js_truthy(do_rollback(self)):
@@ -252,8 +306,8 @@ class StoreTransactions(StoreCore):
                         self._registry.call_then_throw(will_finish)
                     self._transactions = -1
                     committed = True
-                    if self._data_listener_counts[0]:
-                        self._call_change_listeners(0)
+                    if self._registry.data_counts[0]:
+                        call_change_listeners(self, 0)
             except BaseException:
                 if not committed:
                     self._rollback()
@@ -302,246 +356,3 @@ class StoreTransactions(StoreCore):
             changes.clear()
         if self._lazy_cells:
             self._lazy_cells = {}
-
-    # -- dispatch --------------------------------------------------------------------------
-
-    def _call_change_listeners(self, mutator: int) -> None:
-        if self._invalid_cells and self._invalid_cell_listeners[mutator]:
-            self._call_invalid_cell_listeners(mutator)
-        if self._changed_cells:
-            self._call_tabular_listeners(mutator)
-        if self._invalid_values and self._invalid_value_listeners[mutator]:
-            self._call_invalid_value_listeners(mutator)
-        if self._changed_values:
-            self._call_values_listeners(mutator)
-
-    def _call_invalid_cell_listeners(self, mutator: int) -> None:
-        tree = self._invalid_cell_listeners[mutator]
-        invalid_cells = self._invalid_cells
-        if mutator:
-            # Like TinyBase's mapClone3, copy the maps but share the lists of invalid
-            # cells, so invalid input added by a mutator listener shows up in later calls.
-            invalid_cells = {
-                t: {r: dict(cells) for r, cells in rows.items()}
-                for t, rows in invalid_cells.items()
-            }
-        for table_id, rows in list(invalid_cells.items()):
-            for row_id, cells in list(rows.items()):
-                for cell_id, invalids in list(cells.items()):
-                    # (Non-mutators cannot add invalid input; mutators iterate a copy.)
-                    self._registry.call(tree, [table_id, row_id, cell_id], invalids)
-
-    def _call_invalid_value_listeners(self, mutator: int) -> None:
-        tree = self._invalid_value_listeners[mutator]
-        invalid_values = self._invalid_values
-        if mutator:
-            invalid_values = dict(invalid_values)  # lists shared, as TinyBase's mapClone
-        for value_id, invalids in list(invalid_values.items()):
-            self._registry.call(tree, [value_id], invalids)
-
-    def _call_ids_and_has(
-        self, changed_ids: dict[str, int], ids_tree: Tree, has_tree: Tree, ids: list[str]
-    ) -> bool:
-        if not changed_ids:
-            return False
-        call = self._registry.call
-        if ids_tree:
-            call(ids_tree, ids or None, lambda: dict(changed_ids))
-        if has_tree:
-            for changed_id, changed in list(changed_ids.items()):
-                call(has_tree, [*ids, changed_id], changed == 1)
-        return True
-
-    def _call_tabular_listeners(self, mutator: int) -> None:
-        m = mutator
-        flags = self._tabular_flags[m]
-        if flags is None:
-            flags = self._tabular_flags[m] = (
-                bool(self._has_tables_listeners[m]),
-                any(
-                    (
-                        self._cell_ids_listeners[m],
-                        self._has_cell_listeners[m],
-                        self._row_ids_listeners[m],
-                        self._has_row_listeners[m],
-                        self._table_cell_ids_listeners[m],
-                        self._has_table_cell_listeners[m],
-                        self._row_count_listeners[m],
-                        self._sorted_row_ids_listeners[m],
-                        self._table_ids_listeners[m],
-                        self._has_table_listeners[m],
-                    )
-                ),
-                bool(
-                    self._cell_listeners[m]
-                    or self._row_listeners[m]
-                    or self._table_listeners[m]
-                    or self._tables_listeners[m]
-                ),
-            )
-        has_tables_listeners, has_id_listeners, has_other = flags
-        if not (has_tables_listeners or has_id_listeners or has_other):
-            return
-        if self._lazy_cells:
-            self._materialize_changed_cells()
-        call = self._registry.call
-        if not (has_tables_listeners or has_id_listeners or mutator):
-            # Only cell/row/table/tables listeners, non-mutator: the usual case.
-            self._call_cell_listeners(m, self._changed_cells, call)
-            return
-        sorted_tree = self._sorted_row_ids_listeners[m]
-        if mutator:
-            table_ids = dict(self._changed_table_ids)
-            table_cell_ids = {t: dict(ids) for t, ids in self._changed_table_cell_ids.items()}
-            row_count = dict(self._changed_row_count)
-            row_ids = {t: dict(ids) for t, ids in self._changed_row_ids.items()}
-            cell_ids = {
-                t: {r: dict(ids) for r, ids in rows.items()}
-                for t, rows in self._changed_cell_ids.items()
-            }
-            changed_cells = {
-                t: {r: {c: list(p) for c, p in cells.items()} for r, cells in rows.items()}
-                for t, rows in self._changed_cells.items()
-            }
-        else:
-            table_ids = self._changed_table_ids
-            table_cell_ids = self._changed_table_cell_ids
-            row_count = self._changed_row_count
-            row_ids = self._changed_row_ids
-            cell_ids = self._changed_cell_ids
-            changed_cells = self._changed_cells
-        if has_tables_listeners:
-            has_tables_now = bool(self._tables)
-            if has_tables_now != self._had_tables:
-                call(self._has_tables_listeners[m], None, has_tables_now)
-        if has_id_listeners:
-            self._call_ids_and_has(
-                table_ids, self._table_ids_listeners[m], self._has_table_listeners[m], []
-            )
-            for table_id, ids in list(table_cell_ids.items()):
-                self._call_ids_and_has(
-                    ids,
-                    self._table_cell_ids_listeners[m],
-                    self._has_table_cell_listeners[m],
-                    [table_id],
-                )
-            row_count_tree = self._row_count_listeners[m]
-            for table_id, count in list(row_count.items()):
-                if count != 0:
-                    call(row_count_tree, [table_id], self.get_row_count(table_id))
-            sorted_tables: set[str] = set()
-            for table_id, ids in list(row_ids.items()):
-                if (
-                    self._call_ids_and_has(
-                        ids, self._row_ids_listeners[m], self._has_row_listeners[m], [table_id]
-                    )
-                    and sorted_tree
-                ):
-                    call(sorted_tree, [table_id, ALL])
-                    sorted_tables.add(table_id)
-            if sorted_tree:
-                for table_id, rows in list(changed_cells.items()):
-                    if table_id in sorted_tables:
-                        continue
-                    sortable: dict[str, None] = {}
-                    for cells in rows.values():
-                        for cell_id, pair in list(cells.items()):
-                            if strict_equal(pair[0], pair[1]):
-                                del cells[cell_id]
-                            else:
-                                sortable[cell_id] = None
-                    for cell_id in sortable:
-                        call(sorted_tree, [table_id, cell_id])
-            for table_id, rows_ids in list(cell_ids.items()):
-                for row_id, ids in list(rows_ids.items()):
-                    self._call_ids_and_has(
-                        ids,
-                        self._cell_ids_listeners[m],
-                        self._has_cell_listeners[m],
-                        [table_id, row_id],
-                    )
-        if has_other:
-            self._call_cell_listeners(m, changed_cells, call)
-
-    def _call_cell_listeners(
-        self,
-        m: int,
-        changed_cells: dict[str, dict[str, dict[str, list[Any]]]],
-        call: Callable[..., None],
-    ) -> None:
-        """Cell, row, table and tables listeners, in TinyBase's order."""
-        cell_tree = self._cell_listeners[m]
-        row_tree = self._row_listeners[m]
-        table_tree = self._table_listeners[m]
-        tables_tree = self._tables_listeners[m]
-        get_cell_change = self._get_cell_change_fn
-        tables_changed = False
-        # Listeners cannot change these maps here: mutators get copies above, and the
-        # Store refuses changes while non-mutators run. So no defensive copies.
-        for table_id, rows in changed_cells.items():
-            table_changed = False
-            for row_id, cells in rows.items():
-                row_changed = False
-                for cell_id, (old_cell, new_cell) in cells.items():
-                    if old_cell == new_cell and (old_cell.__class__ is bool) is (
-                        new_cell.__class__ is bool
-                    ):
-                        continue
-                    if cell_tree:
-                        if new_cell.__class__ is str and new_cell[:1] == JSON_PREFIX:
-                            new_cell = decode_if_json(new_cell)
-                        if old_cell.__class__ is str and old_cell[:1] == JSON_PREFIX:
-                            old_cell = decode_if_json(old_cell)
-                        call(
-                            cell_tree,
-                            (table_id, row_id, cell_id),
-                            new_cell,
-                            old_cell,
-                            get_cell_change,
-                        )
-                    tables_changed = table_changed = row_changed = True
-                if row_changed and row_tree:
-                    call(row_tree, (table_id, row_id), get_cell_change)
-            if table_changed and table_tree:
-                call(table_tree, (table_id,), get_cell_change)
-        if tables_changed and tables_tree:
-            call(tables_tree, None, get_cell_change)
-
-    def _call_values_listeners(self, mutator: int) -> None:
-        m = mutator
-        has_values_tree = self._has_values_listeners[m]
-        ids_tree = self._value_ids_listeners[m]
-        has_tree = self._has_value_listeners[m]
-        value_tree = self._value_listeners[m]
-        values_tree = self._values_listeners[m]
-        if not (has_values_tree or ids_tree or has_tree or value_tree or values_tree):
-            return
-        call = self._registry.call
-        if mutator:
-            value_ids = dict(self._changed_value_ids)
-            changed_values = {v: list(p) for v, p in self._changed_values.items()}
-        else:
-            value_ids = self._changed_value_ids
-            changed_values = self._changed_values
-        if has_values_tree:
-            has_values_now = bool(self._values)
-            if has_values_now != self._had_values:
-                call(has_values_tree, None, has_values_now)
-        if ids_tree or has_tree:
-            self._call_ids_and_has(value_ids, ids_tree, has_tree, [])
-        if value_tree or values_tree:
-            get_value_change = self._get_value_change_fn
-            values_changed = False
-            for value_id, (old_value, new_value) in list(changed_values.items()):
-                if not strict_equal(old_value, new_value):
-                    if value_tree:
-                        call(
-                            value_tree,
-                            (value_id,),
-                            _decode(new_value),
-                            _decode(old_value),
-                            get_value_change,
-                        )
-                    values_changed = True
-            if values_changed and values_tree:
-                call(values_tree, None, get_value_change)
