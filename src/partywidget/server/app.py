@@ -31,7 +31,15 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from partywidget.server.room import Connection, Limits, Lobby, PartyServer, Room, maybe_await
+from partywidget.server.room import (
+    Connection,
+    Limits,
+    Lobby,
+    PartyServer,
+    Room,
+    maybe_await,
+    printable,
+)
 from partywidget.server.storage import MemoryStorage, SQLiteStorage, Storage
 from partywidget.server.tinybase import CORS_HEADERS, TinyBasePartyKitServer
 
@@ -302,7 +310,7 @@ class _WebSocketEndpoint:
         connection = Connection(websocket, connection_id, room)
         previous = room.add(connection)
         connection.start_writer()
-        label = f"{room.label} id={connection_id}"
+        label = f"{room.label} id={printable(connection_id)}"
         client = websocket.client
         peer = f"{client.host}:{client.port}" if client else "?"
         if previous is not None:
@@ -310,10 +318,8 @@ class _WebSocketEndpoint:
             previous.close(REPLACED_CLOSE_CODE, "replaced by a connection with the same id")
         log.info("connect %s from %s (%d connected)", label, peer, len(room.connections))
         server = room.server
-        limit = room.limits.max_message_size
-        throttle = _Throttle(room.limits.max_messages_per_second, room.limits.message_burst)
         code: int | None = None
-        closing = False
+        discarded = 0
         try:
             await _guard(server.on_connect(connection, websocket), label, "on_connect")
             while True:
@@ -321,26 +327,27 @@ class _WebSocketEndpoint:
                 if message["type"] == "websocket.disconnect":
                     code = message.get("code")
                     break
-                await throttle.take(label)
-                text = message.get("text")
-                if text is None:
-                    log.info("%s: ignored binary message", label)
+                if not connection.active:
+                    # Replaced or closing: applying its backlog now would overwrite what
+                    # the newer connection (or the room) has since stored.
+                    discarded += 1
                     continue
-                if closing:
-                    continue
-                size = len(text)
-                if size > limit or (size * 4 > limit and len(text.encode("utf-8")) > limit):
-                    log.warning("%s: message over %d bytes, closing with 1009", label, limit)
-                    connection.close(1009, "message too big")
-                    closing = True
-                    continue
-                await _guard(server.on_message(text, connection), label, "on_message")
+                await _handle(server, connection, message, label)
+                # One message per turn: every connection with input gets a turn before
+                # this one takes its next message (round-robin, no fixed rate).
+                await asyncio.sleep(0)
         except WebSocketDisconnect as disconnect:
             code = disconnect.code
         finally:
             room.remove(connection)
             await _guard(server.on_close(connection), label, "on_close")
             await connection.stop_writer()
+            if discarded:
+                log.warning(
+                    "%s: discarded %d message(s) received after it was replaced or closed",
+                    label,
+                    discarded,
+                )
             log.info(
                 "close %s code=%s (%d connected)",
                 label,
@@ -349,46 +356,21 @@ class _WebSocketEndpoint:
             )
 
 
-class _Throttle:
-    """A per-connection token bucket over incoming messages.
-
-    Why pause instead of dropping: a dropped change is a lost edit and a silent
-    divergence. Pausing this read loop makes uvicorn stop reading the socket, so TCP
-    back-pressure slows the flooding client down, while every other connection (each has
-    its own read loop) keeps being served.
-    """
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(max(burst, 1))
-        self.tokens = self.burst
-        self.last = 0.0
-        self.flooding = False
-
-    async def take(self, label: str) -> None:
-        if self.rate <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.flooding and self.tokens >= self.burst:
-            self.flooding = False
-            log.info("%s: message rate back under %g/s", label, self.rate)
-        if self.tokens < 1:
-            if not self.flooding:
-                self.flooding = True
-                log.warning(
-                    "%s: over %g messages/s (burst %d): throttling (reading paused)",
-                    label,
-                    self.rate,
-                    int(self.burst),
-                )
-            await asyncio.sleep((1 - self.tokens) / self.rate)
-            now = loop.time()
-            self.tokens += (now - self.last) * self.rate
-            self.last = now
-        self.tokens -= 1
+async def _handle(
+    server: PartyServer, connection: Connection, message: Message, label: str
+) -> None:
+    """Check one received message against the limits, then give it to the server."""
+    text = message.get("text")
+    if text is None:
+        log.info("%s: ignored binary message", label)
+        return
+    limit = connection.room.limits.max_message_size
+    size = len(text)
+    if size > limit or (size * 4 > limit and len(text.encode("utf-8")) > limit):
+        log.warning("%s: message over %d bytes, closing with 1009", label, limit)
+        connection.close(1009, "message too big")
+        return
+    await _guard(server.on_message(text, connection), label, "on_message")
 
 
 async def _guard(awaitable: Awaitable[Any], label: str, what: str) -> None:

@@ -38,11 +38,25 @@ __all__ = [
     "PartyServer",
     "Room",
     "maybe_await",
+    "printable",
 ]
 
 log = logging.getLogger("partywidget.server")
 
 MIB = 1024 * 1024
+
+
+def printable(text: str, limit: int = 120) -> str:
+    """``text`` safe for one log line: control characters (newlines that would forge
+    lines, ANSI escapes that would repaint a terminal) and backslashes escaped, cut at
+    ``limit`` characters. For client-supplied text (``_pk``, names)."""
+    if text.isprintable() and "\\" not in text and len(text) <= limit:
+        return text
+    out = "".join(
+        c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii")
+        for c in text[:limit]
+    )
+    return out + ("..." if len(text) > limit else "")
 
 
 @dataclass(frozen=True)
@@ -59,11 +73,10 @@ class Limits:
     - ``max_room_name_length`` / ``max_connection_id_length``: path and ``_pk`` sanity.
     - ``max_send_backlog``: bytes queued for one slow client before it is disconnected
       (close 1013) rather than let memory grow without bound.
-    - ``max_messages_per_second`` / ``message_burst``: a token bucket per connection.
-      Beyond it the server stops reading that socket for a while (TCP back-pressure
-      slows the sender down; nothing is dropped, so no edit is lost) and logs it once
-      per flood; ``0`` disables it. The burst lets a legitimate bulk edit (one message
-      per transaction) through at full speed.
+
+    There is no message rate limit: connections take turns, one message each (see
+    ``_WebSocketEndpoint.serve``), so a lone burst runs at full speed and a flooder
+    only ever delays a bystander by one message per connection ahead of it.
     """
 
     max_message_size: int = 16 * MIB
@@ -73,8 +86,6 @@ class Limits:
     max_room_name_length: int = 256
     max_connection_id_length: int = 256
     max_send_backlog: int = 64 * MIB
-    max_messages_per_second: float = 1000.0
-    message_burst: int = 5000
 
 
 async def maybe_await(value: Any) -> Any:
@@ -123,6 +134,12 @@ class Connection:
         self.close_code: int | None = None
 
     @property
+    def active(self) -> bool:
+        """Still the room's connection for this id, and not closing: only then may
+        what it sends be applied (a replaced socket's backlog is stale)."""
+        return not self._closing and self.room.connections.get(self.id) is self
+
+    @property
     def uri(self) -> str:
         return str(self._websocket.url)
 
@@ -144,7 +161,7 @@ class Connection:
             log.warning(
                 "%s id=%s: client too slow (%d bytes queued), disconnecting",
                 self.room.label,
-                self.id,
+                printable(self.id),
                 self._backlog,
             )
             self._abort(1013, "client too slow")

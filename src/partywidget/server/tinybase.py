@@ -39,7 +39,7 @@ from starlette.responses import Response
 
 from partywidget.codec import CodecError, decode_cell, js_dumps, js_loads, js_number
 from partywidget.model import DELETED
-from partywidget.server.room import Connection, PartyServer, Room, maybe_await
+from partywidget.server.room import Connection, PartyServer, Room, maybe_await, printable
 from partywidget.server.storage import StorageTransaction
 
 __all__ = ["CORS_HEADERS", "TinyBasePartyKitServer", "TinyBaseServerConfig"]
@@ -559,7 +559,7 @@ class TinyBasePartyKitServer(PartyServer):
 
     async def on_message(self, message: str, connection: Connection) -> None:
         prefix = self.config.message_prefix
-        label = f"{self.party.label} id={connection.id}"
+        label = f"{self.party.label} id={printable(connection.id)}"
         if len(message) <= len(prefix) or not message.startswith(prefix):
             log.info("%s: ignored message without prefix %r", label, prefix)
             return
@@ -585,6 +585,9 @@ class TinyBasePartyKitServer(PartyServer):
             log.warning("%s: rejected changes: %s", label, misuse)
             return
         async with self._lock:
+            if not connection.active:
+                log.info("%s: dropped changes: the connection was replaced or closed", label)
+                return
             if not self._has_store:
                 log.info("%s: dropped changes: the room has no store yet", label)
                 return
