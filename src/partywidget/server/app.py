@@ -19,18 +19,20 @@ import inspect
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from partywidget.server.origins import OriginGuard, OriginPolicy
 from partywidget.server.room import (
     Connection,
     Limits,
@@ -388,6 +390,7 @@ def create_app(
     limits: Limits | None = None,
     close_storage: bool | None = None,
     room_idle_timeout: float | None = 60.0,
+    allow_origins: Iterable[str] = (),
 ) -> Starlette:
     """A Starlette app serving PartyKit-style rooms.
 
@@ -396,7 +399,15 @@ def create_app(
     ``":memory:"`` or ``None`` (in-memory). Storage created here is closed at shutdown;
     a passed-in instance only if ``close_storage`` is true. Rooms unused for
     ``room_idle_timeout`` seconds are dropped from memory (``None``: never).
+
+    Browser pages may connect only from loopback origins (``http://localhost:*``,
+    ``http://127.0.0.1:*``, ``http://[::1]:*``) plus ``allow_origins`` (e.g.
+    ``"https://app.example.org"``, ``"http://lab.local:*"``; ``"*"``: any page, logged
+    as a warning); see :mod:`partywidget.server.origins`.
     """
+    policy = OriginPolicy(allow_origins)
+    if policy.allow_any:
+        log.warning("every web origin may read and write every room (allow_origins='*')")
     parties = dict(parties) if parties is not None else {"main": TinyBasePartyKitServer}
     store, owned = make_storage(storage)
     if close_storage is None:
@@ -419,6 +430,7 @@ def create_app(
             WebSocketRoute("/{path:path}", _WebSocketEndpoint(registry)),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(OriginGuard, policy=policy)],
     )
     app.state.registry = registry
     app.state.storage = store
