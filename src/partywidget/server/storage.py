@@ -394,6 +394,13 @@ class SQLiteStorage(Storage):
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._drain_scheduled = False
+        self.batches = 0
+        """Batches committed so far, one COMMIT each: group commit made observable."""
+        self.before_commit: Callable[[], None] | None = None
+        self.after_commit: Callable[[], None] | None = None
+        """Seams, called on the storage thread just before and just after a batch's
+        COMMIT, before any caller learns the outcome: tests drive the order
+        "committed, then acknowledged" through them instead of through a crash."""
         # Opened on the worker thread (and only ever used there); done synchronously
         # here so that a bad path fails at construction, not at the first request.
         self._conn: sqlite3.Connection = self._executor.submit(
@@ -492,11 +499,20 @@ class SQLiteStorage(Storage):
             committed_ok.append(item)
         if conn.in_transaction:
             try:
+                if self.before_commit is not None:
+                    self.before_commit()
                 conn.execute("COMMIT")
             except BaseException as error:
                 self._rollback()
                 for item in committed_ok:
                     item.fail(error)
+            else:
+                self.batches += 1
+                if self.after_commit is not None:
+                    try:
+                        self.after_commit()
+                    except Exception:  # committed all the same: report, deliver
+                        log.exception("after_commit hook failed")
         elif committed_ok:  # pragma: no cover - defensive: nothing left to commit
             lost_error = sqlite3.OperationalError("transaction was rolled back")
             for item in committed_ok:
