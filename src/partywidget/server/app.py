@@ -328,6 +328,12 @@ class _WebSocketEndpoint:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     code = message.get("code")
+                    if code == 1009:  # the protocol layer refused an oversize message
+                        log.warning(
+                            "%s: message over %d bytes, closing with 1009",
+                            label,
+                            room.limits.max_message_size,
+                        )
                     break
                 if not connection.active:
                     # Replaced or closing: applying its backlog now would overwrite what

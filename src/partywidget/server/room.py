@@ -71,6 +71,9 @@ class Limits:
     - ``max_id_length``: characters of a table/row/cell/value id (PartyKit storage keys
       are limited to 2 KiB); longer rejects the whole message (400 for a PUT).
     - ``max_room_name_length`` / ``max_connection_id_length``: path and ``_pk`` sanity.
+    - ``fragment_timeout``: seconds a message sent in fragments may take to finish
+      once started; later, the socket is closed with 1008 (reassembly is capped by
+      ``max_message_size`` too).
     - ``max_send_backlog``: bytes queued for one slow client before it is disconnected
       (close 1013) rather than let memory grow without bound.
 
@@ -86,6 +89,7 @@ class Limits:
     max_room_name_length: int = 256
     max_connection_id_length: int = 256
     max_send_backlog: int = 64 * MIB
+    fragment_timeout: float = 60.0
 
 
 async def maybe_await(value: Any) -> Any:
