@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -129,7 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
             _parties(args.party), storage=db, limits=limits, allow_origins=args.allow_origin
         )
         sock = bind_socket(host.strip("[]"), args.port)
-    except (OSError, ValueError, ImportError) as error:
+    except (OSError, ValueError, ImportError, sqlite3.Error) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -407,7 +407,27 @@ class SQLiteStorage(Storage):
             self._connect, synchronous.upper()
         ).result()
 
+    def _check_shared_memory(self) -> None:
+        """Refuse to touch the database while its ``-shm`` file is not writable.
+
+        Why: SQLite maps that file into memory and writes to it on every transaction,
+        reads included; when the file cannot be written (an immutable attribute, a
+        read-only bind mount of just that file) the write to the mapping kills the whole
+        process with SIGBUS, which no exception handler can catch. Checking first turns
+        that into an ordinary, logged storage error (one ``access`` call per batch).
+        """
+        if self.path == ":memory:":
+            return
+        shm = os.fspath(Path(self.path).expanduser()) + "-shm"
+        if os.path.exists(shm) and not os.access(shm, os.W_OK):
+            raise sqlite3.OperationalError(
+                f"{shm} is not writable (immutable or read-only?): refusing to use the "
+                "database, which would crash the server (SIGBUS); fix the file's "
+                "permissions or attributes"
+            )
+
     def _connect(self, synchronous: str) -> sqlite3.Connection:
+        self._check_shared_memory()
         conn = sqlite3.connect(
             str(Path(self.path).expanduser()) if self.path != ":memory:" else self.path,
             isolation_level=None,  # explicit BEGIN/COMMIT below
@@ -456,6 +476,7 @@ class SQLiteStorage(Storage):
         if not batch:
             return
         try:
+            self._check_shared_memory()
             self._begin()
         except BaseException as error:  # delivered to every caller
             for item in batch:
@@ -571,6 +592,12 @@ class SQLiteStorage(Storage):
             self._closed = True
 
         def _close() -> None:
+            try:
+                self._check_shared_memory()
+            except sqlite3.OperationalError as error:
+                # Closing checkpoints through the mapping: leave it to process exit.
+                log.error("not closing the database cleanly: %s", error)
+                return
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as error:  # pragma: no cover - best effort
