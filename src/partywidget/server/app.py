@@ -98,12 +98,16 @@ class RoomRegistry:
         raw = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = raw.decode("latin-1").split("?", 1)[0]
         parts = path.split("/")
-        if len(parts) >= 4 and parts[0] == "" and parts[1] == "parties":
-            party, room = unquote(parts[2], errors="replace"), unquote(parts[3], errors="replace")
-        elif len(parts) >= 3 and parts[0] == "" and parts[1] == "party":
-            party, room = "main", unquote(parts[2], errors="replace")
-        else:
-            return _plain(404, "Not found")
+        try:  # strict: "%ff" and "%fe" must not both become room "\ufffd"
+            if len(parts) >= 4 and parts[0] == "" and parts[1] == "parties":
+                party, room = unquote(parts[2], errors="strict"), unquote(parts[3], errors="strict")
+            elif len(parts) >= 3 and parts[0] == "" and parts[1] == "party":
+                party, room = "main", unquote(parts[2], errors="strict")
+            else:
+                return _plain(404, "Not found")
+        except UnicodeDecodeError:
+            log.warning("refused a room path that is not UTF-8: %r", path[:80])
+            return _plain(400, "Invalid room name (not UTF-8)")
         if party not in self.parties:
             return _plain(404, f"No such party: {party}")
         if (
@@ -241,6 +245,10 @@ class _HTTPEndpoint:
         headers: Mapping[str, str] = getattr(
             getattr(server_class, "config", None), "response_headers", CORS_HEADERS
         )
+        if scope["method"] == "CONNECT":
+            # A 2xx answer to CONNECT switches the connection into a tunnel (HTTP/1.1),
+            # so the body could not be sent: refuse it like any proxy-less server.
+            return _plain(405, "CONNECT is not supported")
         if scope["method"] == "OPTIONS":
             return _cors(
                 Response(status_code=204, headers={"Access-Control-Max-Age": "86400"}), headers

@@ -647,6 +647,8 @@ class TinyBasePartyKitServer(PartyServer):
         allow = self._allow
         for table_id, table in tables.items():
             if table is DELETED:
+                if table_id not in self._tables:
+                    continue  # nothing to delete: not stored, not broadcast
                 if await allow("can_del_table", table_id, who):
                     plan.del_tables.append(table_id)
                     plan.accepted_tables[table_id] = DELETED
@@ -655,6 +657,8 @@ class TinyBasePartyKitServer(PartyServer):
             elif await allow("can_set_table", table_id, initial, who):
                 for row_id, row in table.items():
                     if row is DELETED:
+                        if row_id not in self._tables.get(table_id, {}):
+                            continue
                         if await allow("can_del_row", table_id, row_id, who):
                             plan.del_rows.append((table_id, row_id))
                             plan.accepted_tables.setdefault(table_id, {})[row_id] = DELETED
@@ -664,6 +668,8 @@ class TinyBasePartyKitServer(PartyServer):
                         for cell_id, cell in row.items():
                             ids = (table_id, row_id, cell_id)
                             if cell is DELETED:
+                                if self._old_cell(*ids) is DELETED:
+                                    continue
                                 if await allow("can_del_cell", *ids, who):
                                     plan.del_cells.append(ids)
                                     plan.accepted_row(table_id, row_id)[cell_id] = DELETED
@@ -696,6 +702,8 @@ class TinyBasePartyKitServer(PartyServer):
                         )
         for value_id, value in values.items():
             if value is DELETED:
+                if value_id not in self._values:
+                    continue
                 if await allow("can_del_value", value_id, who):
                     plan.del_values.append(value_id)
                     plan.accepted_values[value_id] = DELETED
@@ -716,9 +724,11 @@ class TinyBasePartyKitServer(PartyServer):
                 rejected.append(("value", value_id, True))
         if initial:
             plan.rejected.clear()  # a PUT has no socket to reconverge through
-            plan.has_store = (not tables and not values) or bool(
-                plan.accepted_tables or plan.accepted_values
+            # Content without a cell or value (``[{"t":{}},{}]`` too) is the empty store.
+            empty = not values and not any(
+                row for table in tables.values() for row in table.values()
             )
+            plan.has_store = empty or bool(plan.accepted_tables or plan.accepted_values)
         return plan
 
     def _old_cell(self, table_id: str, row_id: str, cell_id: str) -> Any:
