@@ -8,8 +8,11 @@ with attributes, e.g. ext4): the same failure as a read-only mount of just that 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,6 +22,9 @@ import httpx
 import pytest
 from reliability_helpers import SRC, TIMEOUT, ServerProcess
 from websockets.asyncio.client import connect
+
+from partywidget.server.app import create_app
+from partywidget.server.thread import ServerThread, run_in_thread
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -116,3 +122,59 @@ def test_a_corrupt_database_header_is_an_error_line(tmp_path: Path) -> None:
     assert result.returncode == 1, result
     assert result.stderr.startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def _write_is_refused(server: ServerThread, room: str, stored: str) -> None:
+    """A writer's change is not stored: it gets the stored value back instead."""
+    async with connect(f"{server.ws_url}/parties/main/{room}?_pk=w", open_timeout=TIMEOUT) as ws:
+        await ws.send('s[{},{"v":"new"},1]')
+        async with asyncio.timeout(TIMEOUT):
+            assert await ws.recv() == f's[{{}},{{"v":{stored}}},1]'
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_a_database_file_deleted_or_replaced_while_running_refuses_writes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    caplog.set_level(logging.ERROR, logger="partywidget.server")
+    db = tmp_path / "rooms.sqlite3"
+    with run_in_thread(create_app(storage=db)) as server:
+        url = f"{server.url}/parties/main/files/store"
+        assert httpx.put(url, content='[{},{"v":1}]', timeout=TIMEOUT).status_code == 201
+        if how == "deleted":
+            for suffix in ["", "-wal", "-shm"]:
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+        else:
+            other = tmp_path / "other.sqlite3"
+            sqlite3.connect(other).close()
+            os.replace(other, db)
+        await _write_is_refused(server, "files", "1")
+        other_room = f"{server.url}/parties/main/another/store"
+        assert httpx.put(other_room, content="[{},{}]", timeout=TIMEOUT).status_code == 503
+        assert httpx.get(url, timeout=TIMEOUT).text == '[{},{"v":1}]'  # reads still served
+    assert any("was deleted or replaced" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_database_read_only_at_start_recovers_without_restart(
+    tmp_path: Path, immutable: Callable[[Path], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="partywidget.server")
+    db = tmp_path / "rooms.sqlite3"
+    with run_in_thread(create_app(storage=db)) as first:
+        url = f"{first.url}/parties/main/ro/store"
+        assert httpx.put(url, content='[{},{"v":1}]', timeout=TIMEOUT).status_code == 201
+    immutable(db)
+    with run_in_thread(create_app(storage=db)) as server:
+        url = f"{server.url}/parties/main/ro/store"
+        assert httpx.get(url, timeout=TIMEOUT).text == '[{},{"v":1}]'
+        await _write_is_refused(server, "ro", "1")
+        _chattr("-i", db)  # the fault clears
+        ws = f"{server.ws_url}/parties/main/ro?_pk="
+        async with connect(ws + "w", open_timeout=TIMEOUT) as writer, connect(ws + "r") as reader:
+            await writer.send('s[{},{"v":2},1]')
+            async with asyncio.timeout(TIMEOUT):
+                assert await reader.recv() == 's[{},{"v":2},1]'
+    with run_in_thread(create_app(storage=db)) as again:
+        url = f"{again.url}/parties/main/ro/store"
+        assert httpx.get(url, timeout=TIMEOUT).text == '[{},{"v":2}]'
+    assert any("readonly" in r.getMessage() for r in caplog.records)

@@ -18,6 +18,7 @@ import contextlib
 import inspect
 import logging
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -266,13 +267,30 @@ class _HTTPEndpoint:
             return refusal
         room = registry.acquire(party, room_id)
         try:
-            await room.start()
+            if (unavailable := await _start(room)) is not None:
+                return unavailable
             return await room.server.on_request(request)
         except Exception:
             log.exception("%s/%s: error handling %s", party, room_id, scope["method"])
             return _plain(500, "Internal server error")
         finally:
             registry.release(room)
+
+
+async def _start(room: Room) -> Response | None:
+    """Start the room; a storage failure is a 503 and one log line, not a traceback
+    (the storage already says what is wrong, e.g. a full disk or a replaced file)."""
+    try:
+        await room.start()
+    except (sqlite3.Error, OSError) as error:
+        log.error(
+            "%s: room could not load from storage (%s: %s) (503)",
+            room.label,
+            type(error).__name__,
+            error,
+        )
+        return _plain(503, "Storage unavailable")
+    return None
 
 
 async def _deny(websocket: WebSocket, response: Response) -> None:
@@ -306,10 +324,12 @@ class _WebSocketEndpoint:
         room = registry.acquire(party, room_id)
         try:
             try:
-                await room.start()
+                unavailable = await _start(room)
             except Exception:
                 log.exception("%s/%s: room failed to start", party, room_id)
-                await _deny(websocket, _plain(500, "Room failed to start"))
+                unavailable = _plain(500, "Room failed to start")
+            if unavailable is not None:
+                await _deny(websocket, unavailable)
                 return
             await websocket.accept()
             await self.serve(websocket, room, connection_id)
