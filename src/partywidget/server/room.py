@@ -74,6 +74,9 @@ class Limits:
     - ``fragment_timeout``: seconds a message sent in fragments may take to finish
       once started; later, the socket is closed with 1008 (reassembly is capped by
       ``max_message_size`` too).
+    - ``send_timeout``: seconds a WebSocket client may go without reading anything
+      while data waits for it; then its TCP connection is dropped (a close frame could
+      not reach it either).
     - ``max_send_backlog``: bytes queued for one slow client before it is disconnected
       (close 1013) rather than let memory grow without bound.
 
@@ -90,6 +93,7 @@ class Limits:
     max_connection_id_length: int = 256
     max_send_backlog: int = 64 * MIB
     fragment_timeout: float = 60.0
+    send_timeout: float = 30.0
 
 
 async def maybe_await(value: Any) -> Any:

@@ -52,17 +52,44 @@ def format_host(host: str, port: int) -> str:
 
 
 class _RoomWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, with a deadline on fragmented messages.
+    """uvicorn's WebSocket protocol, with two deadlines.
 
-    Why: a message sent in fragments that never finishes is reassembled in memory for
-    as long as the socket lives (up to the message limit each). Once its first fragment
-    arrives, a message must finish within ``fragment_timeout`` seconds, or the socket is
-    closed with 1008. Unfragmented messages (what browsers and partysocket send) and the
-    time between messages are unaffected.
+    - Fragmented messages: a message sent in fragments that never finishes is
+      reassembled in memory for as long as the socket lives (up to the message limit).
+      Once its first fragment arrives, a message must finish within
+      ``fragment_timeout`` seconds, or the socket is closed with 1008. Unfragmented
+      messages (what browsers and partysocket send) and the time between messages are
+      unaffected.
+    - Writes: a client that stops reading keeps everything sent to it in memory, and
+      even a close frame cannot reach it. When the transport's buffer stays full (no
+      progress at all) for ``write_timeout`` seconds, the TCP connection is dropped.
+      A slow but live client makes progress and resets the clock.
     """
 
     fragment_timeout: float = 60.0
+    write_timeout: float = 30.0
     _fragment_timer: asyncio.TimerHandle | None = None
+    _write_timer: asyncio.TimerHandle | None = None
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.write_timeout, self._write_expired)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_expired(self) -> None:
+        self._write_timer = None
+        log.warning(
+            "dropping a WebSocket client that read nothing for %g s (%s)",
+            self.write_timeout,
+            self.client[0] if self.client else "?",
+        )
+        self.transport.abort()
 
     def handle_text(self, event: Frame) -> None:
         super().handle_text(event)
@@ -99,9 +126,10 @@ class _RoomWebSocketProtocol(WebSocketsSansIOProtocol):
         self.handle_parser_exception()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._fragment_timer is not None:
-            self._fragment_timer.cancel()
-            self._fragment_timer = None
+        for timer in (self._fragment_timer, self._write_timer):
+            if timer is not None:
+                timer.cancel()
+        self._fragment_timer = self._write_timer = None
         super().connection_lost(exc)
 
 
@@ -109,7 +137,7 @@ def _protocol_for(limits: Limits) -> type[WebSocketsSansIOProtocol]:
     return type(
         "RoomWebSocketProtocol",
         (_RoomWebSocketProtocol,),
-        {"fragment_timeout": limits.fragment_timeout},
+        {"fragment_timeout": limits.fragment_timeout, "write_timeout": limits.send_timeout},
     )
 
 
