@@ -67,8 +67,9 @@ class Hostile:
     async def round_trip(self) -> None:
         """A valid edit from one connection reaches another: the server still serves."""
         async with self.ws("rt-a") as a, self.ws("rt-b") as b:
-            await a.send('s[{},{"alive":"\ufffc"},1]')
-            assert await asyncio.wait_for(b.recv(), TIMEOUT) == 's[{},{"alive":"\ufffc"},1]'
+            for edit in ['s[{},{"alive":1},1]', 's[{},{"alive":"\ufffc"},1]']:  # set, delete
+                await a.send(edit)
+                assert await asyncio.wait_for(b.recv(), TIMEOUT) == edit
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +125,12 @@ async def _send(h: Hostile, message: str | bytes, *, text: bool | None = None) -
     probe's broadcast reaches a second connection (messages of one socket are ordered)."""
     async with h.ws("hostile") as bad, h.ws("watcher") as watcher:
         await bad.send(message, text=text)
-        await bad.send('s[{},{"probe":"\ufffc"},1]')
+        await bad.send('s[{},{"probe":1},1]')
+        await bad.send('s[{},{"probe":"\ufffc"},1]')  # leaves the room as it was
         got = await asyncio.wait_for(watcher.recv(), TIMEOUT)
-        assert got == 's[{},{"probe":"\ufffc"},1]', got  # nothing of the bad message
+        assert got == 's[{},{"probe":1},1]', got  # nothing of the bad message
+        got = await asyncio.wait_for(watcher.recv(), TIMEOUT)
+        assert got == 's[{},{"probe":"\ufffc"},1]', got
 
 
 # -- size ---------------------------------------------------------------------------------

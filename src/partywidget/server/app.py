@@ -93,6 +93,7 @@ class RoomRegistry:
         self.limits = limits
         self.rooms: dict[tuple[str, str], Room] = {}
         self.room_idle_timeout = room_idle_timeout
+        self.body_budget = _BodyBudget(limits.max_bodies_in_flight)
 
     def parse(self, scope: Scope) -> tuple[str, str] | Response:
         """``(party, room)`` for a room URL, else the 404/400 response to send."""
@@ -197,21 +198,54 @@ class RoomRegistry:
                 connection.close(code, reason)
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or ``None`` as soon as it exceeds ``limit`` bytes."""
+class _BodyBudget:
+    """Bytes of request bodies buffered across all requests in flight, capped.
+
+    Why: each body may be up to ``max_body_size``, and many at once (slow or hostile
+    uploads) would multiply that; past the cap a request is refused with 503 and
+    ``Retry-After`` instead of buffering more.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.cap:
+            return False
+        self.used += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.used -= size
+
+
+async def _read_body(
+    receive: Receive, limits: Limits, budget: _BodyBudget, held: list[int]
+) -> bytes | Response:
+    """The whole request body, or the refusal to send: over the size limit (413), not
+    finished within ``body_timeout`` (408), or over the server's budget (503). The
+    bytes taken from ``budget`` are added to ``held[0]`` for the caller to give back."""
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
+    try:
+        async with asyncio.timeout(limits.body_timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    break
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limits.max_body_size:
+                    return _plain(413, f"Request body exceeds {limits.max_body_size} bytes")
+                if not budget.take(len(chunk)):
+                    return _plain(503, "Too many request bodies in flight, retry later")
+                held[0] += len(chunk)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        return _plain(408, f"Request body not received within {limits.body_timeout:g} s")
     return b"".join(chunks)
 
 
@@ -254,13 +288,32 @@ class _HTTPEndpoint:
             return _cors(
                 Response(status_code=204, headers={"Access-Control-Max-Age": "86400"}), headers
             )
+        held = [0]
+        try:
+            return await self._with_body(scope, receive, party, room_id, held)
+        finally:
+            registry.body_budget.give_back(held[0])
+
+    async def _with_body(
+        self, scope: Scope, receive: Receive, party: str, room_id: str, held: list[int]
+    ) -> Response:
+        registry = self.registry
         limit = registry.limits.max_body_size
         declared = Request(scope).headers.get("content-length", "")
-        if (declared.isdigit() and int(declared) > limit) or (
-            body := await _read_body(receive, limit)
-        ) is None:
-            log.warning("%s/%s: request body over %d bytes refused (413)", party, room_id, limit)
-            return _plain(413, f"Request body exceeds {limit} bytes")
+        if declared.isdigit() and int(declared) > limit:
+            body: bytes | Response = _plain(413, f"Request body exceeds {limit} bytes")
+        else:
+            body = await _read_body(receive, registry.limits, registry.body_budget, held)
+        if isinstance(body, Response):
+            reason = (
+                f"request body over {limit} bytes refused"
+                if body.status_code == 413
+                else bytes(body.body).decode()
+            )
+            log.warning("%s/%s: %s (%d)", party, room_id, reason, body.status_code)
+            if body.status_code == 503:
+                body.headers["Retry-After"] = "1"
+            return body
         request = Request(scope, _replay(body, receive))
         refusal = await registry.before("on_before_request", party, room_id, request)
         if refusal is not None:

@@ -67,6 +67,9 @@ class Limits:
       socket with 1009 (PartyKit/Cloudflare closes at 1 MiB; we allow more by default
       because a notebook legitimately sends big DataFrames, and say so in the log).
     - ``max_body_size``: bytes of one HTTP request body; larger gets 413.
+    - ``max_bodies_in_flight``: bytes of request bodies buffered at once across all
+      requests; past it a request gets 503 with ``Retry-After``.
+    - ``body_timeout``: seconds to receive a whole request body; later, 408.
     - ``max_json_depth``: nesting of JSON in messages and bodies; deeper is rejected.
     - ``max_id_length``: characters of a table/row/cell/value id (PartyKit storage keys
       are limited to 2 KiB); longer rejects the whole message (400 for a PUT).
@@ -87,6 +90,8 @@ class Limits:
 
     max_message_size: int = 16 * MIB
     max_body_size: int = 64 * MIB
+    max_bodies_in_flight: int = 256 * MIB
+    body_timeout: float = 60.0
     max_json_depth: int = 100
     max_id_length: int = 1024
     max_room_name_length: int = 256
