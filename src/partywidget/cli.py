@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -113,15 +114,23 @@ def _serve(args: argparse.Namespace) -> int:
             "who can reach this address (add auth with on_before_connect hooks)",
             file=sys.stderr,
         )
+    if "*" in args.allow_origin:
+        print(
+            "warning: --allow-origin '*': every web page the user visits can read and write "
+            "every room",
+            file=sys.stderr,
+        )
     db = args.db if args.db is not None else str(default_db_path())
     limits = Limits(
         max_message_size=int(args.max_message_mib * MIB),
         max_body_size=int(args.max_body_mib * MIB),
     )
     try:
-        app = create_app(_parties(args.party), storage=db, limits=limits)
+        app = create_app(
+            _parties(args.party), storage=db, limits=limits, allow_origins=args.allow_origin
+        )
         sock = bind_socket(host.strip("[]"), args.port)
-    except (OSError, ValueError, ImportError) as error:
+    except (OSError, ValueError, ImportError, sqlite3.Error) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
@@ -196,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
         "notebooks/classroom_server.py:ClassroomServer; repeatable",
     )
     serve.add_argument("--max-body-mib", type=float, default=64.0, help="max HTTP body (MiB)")
+    serve.add_argument(
+        "--allow-origin",
+        metavar="ORIGIN",
+        action="append",
+        default=[],
+        help="also let web pages from ORIGIN connect (scheme://host[:port], port may be "
+        "*; '*' allows every page); loopback pages always may; repeatable",
+    )
     serve.set_defaults(handler=_serve)
 
     from partywidget import demo  # light: the widget is imported only when it runs

@@ -1,9 +1,10 @@
-"""A flood of tiny messages from one connection is throttled, losslessly.
+"""Floods, bursts and reconnects: connections take turns, nothing stale is applied.
 
-Real uvicorn on loopback (a thread, so the test can set a low per-connection rate and
-read the log with caplog), real WebSocket clients. The flooder is slowed down (the server
-stops reading its socket: TCP back-pressure), others keep being served, and every valid
-message of the flood is still applied in order: throttling never drops edits.
+Real uvicorn on loopback (a thread, so the test can read the log with caplog and hold a
+room's lock through a server hook), real WebSocket clients. Orderings are driven by
+protocol: a "gate" value whose ``can_set_value`` hook waits for the test holds the room
+while the test lines up messages behind it, and ``on_message`` reports each message as
+the server takes it, so the test knows what is queued before it opens the gate.
 """
 
 from __future__ import annotations
@@ -11,30 +12,66 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from reliability_helpers import TIMEOUT
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
-from partywidget.server import Limits, ServerThread, create_app, run_in_thread
+from partywidget.server.app import create_app
+from partywidget.server.room import Connection
+from partywidget.server.thread import ServerThread, run_in_thread
+from partywidget.server.tinybase import TinyBasePartyKitServer
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(180)
 
-RATE = 300
+GATES: dict[str, threading.Event] = {}
+#: (room, connection id, message) as each message is handed to the room's server.
+TAKEN: queue.Queue[tuple[str, str, str]] = queue.Queue()
+
+
+class GatedServer(TinyBasePartyKitServer):
+    async def on_message(self, message: str, connection: Connection) -> None:
+        TAKEN.put((self.party.id, connection.id, message))
+        await super().on_message(message, connection)
+
+    async def can_set_value(
+        self, value_id: str, value: Any, initial_save: bool, who: Any, old_value: Any
+    ) -> bool:
+        if value_id == "gate":
+            gate = GATES[self.party.id]
+            while not gate.is_set():  # holds the room's lock until the test opens it
+                await asyncio.sleep(0.005)
+        return True
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerThread]:
-    limits = Limits(max_messages_per_second=RATE, message_burst=RATE)
-    with run_in_thread(create_app(limits=limits)) as thread:
+    with run_in_thread(create_app({"main": GatedServer})) as thread:
         yield thread
+
+
+async def _taken(room: str, pk: str, needle: str) -> None:
+    """Wait until the server has taken a message of ``pk`` containing ``needle``."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            try:
+                taken_room, taken_pk, message = TAKEN.get_nowait()
+            except queue.Empty:
+                await asyncio.sleep(0.01)
+                continue
+            if (taken_room, taken_pk) == (room, pk) and needle in message:
+                return
 
 
 async def _recv_until(ws: ClientConnection, needle: str) -> list[str]:
     seen: list[str] = []
-    async with asyncio.timeout(60):
+    async with asyncio.timeout(TIMEOUT * 2):
         while True:
             message = await ws.recv()
             assert isinstance(message, str)
@@ -43,60 +80,112 @@ async def _recv_until(ws: ClientConnection, needle: str) -> list[str]:
                 return seen
 
 
-async def test_flood_is_throttled_logged_and_lossless(
-    server: ServerThread, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="partywidget.server")
-    room = f"{server.url}/parties/main/flood"
+async def _new_room(server: ServerThread, name: str) -> tuple[str, str]:
+    GATES[name] = threading.Event()
+    store = f"{server.url}/parties/main/{name}/store"
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
-        assert (await client.put(f"{room}/store", content="[{},{}]")).status_code == 201
-    ws = f"{server.ws_url}/parties/main/flood?_pk="
-    count = 4 * RATE
+        assert (await client.put(store, content="[{},{}]")).status_code == 201
+    return store, f"{server.ws_url}/parties/main/{name}?_pk="
+
+
+async def _values(store: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        values: dict[str, Any] = json.loads((await client.get(store)).text)[1]
+    return values
+
+
+async def test_connections_take_turns_so_a_flooder_cannot_delay_a_bystander(
+    server: ServerThread,
+) -> None:
+    """With a flooder and a bystander both queued behind the room, their messages are
+    applied alternately: the bystander's 5th edit lands before the flooder's 10th."""
+    store, ws = await _new_room(server, "turns")
+    flood = 400
     async with (
         connect(ws + "flooder", open_timeout=TIMEOUT) as flooder,
+        connect(ws + "bystander", open_timeout=TIMEOUT) as bystander,
         connect(ws + "other", open_timeout=TIMEOUT, max_queue=None) as other,
     ):
-        for i in range(count):
+        await flooder.send('s[{},{"gate":1},1]')
+        await _taken("turns", "flooder", '"gate"')
+        for i in range(flood):
             await flooder.send(f's[{{}},{{"n":{i}}},1]')
-            if i % 3 == 0:
-                await flooder.send("x")  # ignored messages count against the rate too
-
-        def throttled() -> bool:
-            return any(
-                "messages/s" in r.getMessage()
-                and "throttl" in r.getMessage()
-                and "id=flooder" in r.getMessage()
-                for r in caplog.records
-            )
-
-        async with asyncio.timeout(TIMEOUT):
-            while not throttled():
-                await asyncio.sleep(0.05)
-        # Others are served while the flooder waits: a bystander's edit gets through.
-        async with connect(ws + "bystander", open_timeout=TIMEOUT) as bystander:
-            await bystander.send('s[{},{"bystander":1},1]')
-            seen = await _recv_until(other, '"bystander"')
-        await flooder.send('s[{},{"flood":"done"},1]')
-        seen += await _recv_until(other, '"flood":"done"')
-    # Lossless and in order: "other" saw every value of n, ascending.
-    numbers = [json.loads(m[1:])[1]["n"] for m in seen if m.startswith('s[{},{"n":')]
-    assert numbers == list(range(count))
-    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
-        body = json.loads((await client.get(f"{room}/store")).text)
-    assert body[1] == {"n": count - 1, "bystander": 1, "flood": "done"}
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        for i in range(5):
+            await bystander.send(f's[{{}},{{"b":{i}}},1]')
+        await _taken("turns", "bystander", '"b":0')
+        GATES["turns"].set()
+        seen = await _recv_until(other, f'"n":{flood - 1}')
+    order = [next(iter(json.loads(m[1:])[1].items())) for m in seen]
+    assert order[0] == ("gate", 1)
+    applied = order[1:]
+    assert [v for k, v in applied if k == "n"] == list(range(flood))  # lossless, in order
+    assert [v for k, v in applied if k == "b"] == list(range(5))
+    assert applied.index(("b", 4)) < applied.index(("n", 9)), applied[:20]
+    assert (await _values(store))["n"] == flood - 1
 
 
-async def test_normal_traffic_is_not_throttled(
+async def test_a_replaced_connection_backlog_is_not_applied(
     server: ServerThread, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A socket floods, then its client reconnects with the same ``_pk`` and writes
+    FINAL: the old socket's unread backlog must not overwrite it."""
     caplog.set_level(logging.INFO, logger="partywidget.server")
-    room = f"{server.url}/parties/main/calm"
-    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
-        assert (await client.put(f"{room}/store", content="[{},{}]")).status_code == 201
-    ws = f"{server.ws_url}/parties/main/calm?_pk="
-    async with connect(ws + "a", open_timeout=TIMEOUT) as a, connect(ws + "b") as b:
-        for i in range(RATE // 2):  # within the burst
-            await a.send(f's[{{}},{{"n":{i}}},1]')
-        await _recv_until(b, f'"n":{RATE // 2 - 1}')
-    assert not any("throttl" in r.getMessage() for r in caplog.records)
+    store, ws = await _new_room(server, "replaced")
+    async with connect(ws + "w", open_timeout=TIMEOUT) as old:
+        await old.send('s[{},{"gate":1},1]')
+        await _taken("replaced", "w", '"gate"')
+        for i in range(200):
+            await old.send(f's[{{}},{{"v":{i}}},1]')
+        async with connect(ws + "w", open_timeout=TIMEOUT) as new:
+            await new.send('s[{},{"v":"FINAL"},1]')
+            await _taken("replaced", "w", "FINAL")
+            GATES["replaced"].set()
+            with pytest.raises(ConnectionClosed) as closed:
+                async with asyncio.timeout(TIMEOUT):
+                    while True:
+                        await old.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+
+            def old_loop_ended() -> bool:
+                return any(
+                    "close main/replaced id=w code=4000" in r.getMessage() for r in caplog.records
+                )
+
+            async with asyncio.timeout(TIMEOUT):
+                while not old_loop_ended():
+                    await asyncio.sleep(0.02)
+            values = await _values(store)
+            assert values["v"] == "FINAL"
+            assert values["gate"] == 1
+            await new.send('s[{},{"after":1},1]')  # the new connection still writes
+            async with asyncio.timeout(TIMEOUT):
+                while (await _values(store)).get("after") != 1:
+                    await asyncio.sleep(0.02)
+    assert (await _values(store))["v"] == "FINAL"
+
+
+async def test_a_lone_burst_is_not_throttled_and_fully_applied(
+    server: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """20,000 separate edits from one client: every one applied in order, nothing
+    refused, paused or discarded, and the socket stays open (its keepalive answered)."""
+    caplog.set_level(logging.INFO, logger="partywidget.server")
+    store, ws = await _new_room(server, "burst")
+    count = 20_000
+    async with (
+        connect(ws + "burster", open_timeout=TIMEOUT) as burster,
+        connect(ws + "watcher", open_timeout=TIMEOUT, max_queue=None) as watcher,
+    ):
+        for i in range(count):
+            await burster.send(f's[{{}},{{"n":{i}}},1]')
+        seen = await _recv_until(watcher, f'"n":{count - 1}')
+        async with asyncio.timeout(TIMEOUT):
+            await (await burster.ping())
+        await burster.send('s[{},{"done":1},1]')
+        await _recv_until(watcher, '"done"')
+    numbers = [json.loads(m[1:])[1]["n"] for m in seen]
+    assert numbers == list(range(count))
+    assert (await _values(store))["n"] == count - 1
+    messages = [r.getMessage() for r in caplog.records if "id=burster" in r.getMessage()]
+    assert not [m for m in messages if "throttl" in m or "discard" in m or "dropped" in m]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

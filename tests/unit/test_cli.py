@@ -171,3 +171,30 @@ def test_party_option_serves_a_custom_server_class(tmp_path: Path, served: list[
 def test_party_option_rejects_bad_specs(spec: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--port", "0", "--db", ":memory:", "--party", spec]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_allow_origin_lets_that_page_in(served: list[Served]) -> None:
+    server = Served("--db", ":memory:", "--allow-origin", "https://app.example.org")
+    served.append(server)
+    httpx.put(server.url, content=b"[{},{}]", timeout=TIMEOUT)
+    allowed = httpx.get(server.url, headers={"Origin": "https://app.example.org"}, timeout=TIMEOUT)
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.org"
+    foreign = httpx.get(server.url, headers={"Origin": "https://evil.example"}, timeout=TIMEOUT)
+    assert foreign.status_code == 403
+
+
+def test_allow_origin_star_warns_and_bad_origins_are_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "--port", "0", "--db", ":memory:", "--allow-origin", "no/scheme"]) == 1
+    assert "error:" in capsys.readouterr().err
+    wildcard = Served("--db", ":memory:", "--allow-origin", "*")
+    try:
+        response = httpx.get(
+            wildcard.url, headers={"Origin": "https://any.example"}, timeout=TIMEOUT
+        )
+        assert response.status_code == 200
+    finally:
+        _, _, err = wildcard.stop(signal.SIGTERM)
+    assert "warning: --allow-origin '*'" in err

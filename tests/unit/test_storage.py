@@ -148,17 +148,20 @@ def test_sqlite_rejects_bad_synchronous_mode(tmp_path: Path) -> None:
 async def test_concurrent_transactions_fail_alone_and_commit_durably(
     storage: Storage, tmp_path: Path
 ) -> None:
-    """Writers queued behind a slow transaction (SQLite commits them as one batch, each in
-    its own savepoint): the one that raises loses exactly its own writes, the others land
-    and are on disk once their awaits return."""
+    """Writers queued behind a held transaction (SQLite commits them as one batch, each
+    in its own savepoint, counted by ``batches``): the one that raises loses exactly its
+    own writes, the others land and are on disk once their awaits return."""
     import asyncio
-    import time
+    import threading
 
     class Boom(Exception):
         pass
 
+    started, release = threading.Event(), threading.Event()
+
     def slow(txn: Any) -> str:
-        time.sleep(0.3)  # holds the storage thread: the next ones queue up behind it
+        started.set()
+        release.wait(30)  # holds the storage thread: the next ones queue up behind it
         txn.put("slow", 1)
         return "slow"
 
@@ -173,18 +176,27 @@ async def test_concurrent_transactions_fail_alone_and_commit_durably(
         txn.put("partial", "must not land")
         raise Boom
 
+    batches = storage.batches if isinstance(storage, SQLiteStorage) else 0
+    if not isinstance(storage, SQLiteStorage):
+        release.set()  # memory transactions run inline: nothing can queue behind them
     first = asyncio.ensure_future(storage.transaction(NS, slow))
-    await asyncio.sleep(0.05)
-    results = await asyncio.gather(
+    if isinstance(storage, SQLiteStorage):
+        assert await asyncio.to_thread(started.wait, 30)
+    queued = asyncio.gather(
         storage.transaction(NS, writer(1)),
         storage.transaction(NS, failing),
         storage.transaction(NS, writer(2)),
         storage.transaction(NS, writer(3)),
         return_exceptions=True,
     )
+    await asyncio.sleep(0)  # each transaction() has queued its callable
+    release.set()
+    results = await queued
     assert await first == "slow"
     assert results[0] == 1 and results[2] == 2 and results[3] == 3
     assert isinstance(results[1], Boom)
+    if isinstance(storage, SQLiteStorage):
+        assert storage.batches == batches + 2  # the held one, then the four queued together
     expected = {"slow": 1, "k1": 1, "k2": 2, "k3": 3}
     assert await storage.list(NS) == expected
     if isinstance(storage, SQLiteStorage):

@@ -18,20 +18,31 @@ import contextlib
 import inspect
 import logging
 import os
+import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from partywidget.server.room import Connection, Limits, Lobby, PartyServer, Room, maybe_await
+from partywidget.server.origins import OriginGuard, OriginPolicy
+from partywidget.server.room import (
+    Connection,
+    Limits,
+    Lobby,
+    PartyServer,
+    Room,
+    maybe_await,
+    printable,
+)
 from partywidget.server.storage import MemoryStorage, SQLiteStorage, Storage
 from partywidget.server.tinybase import CORS_HEADERS, TinyBasePartyKitServer
 
@@ -82,18 +93,23 @@ class RoomRegistry:
         self.limits = limits
         self.rooms: dict[tuple[str, str], Room] = {}
         self.room_idle_timeout = room_idle_timeout
+        self.body_budget = _BodyBudget(limits.max_bodies_in_flight)
 
     def parse(self, scope: Scope) -> tuple[str, str] | Response:
         """``(party, room)`` for a room URL, else the 404/400 response to send."""
         raw = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = raw.decode("latin-1").split("?", 1)[0]
         parts = path.split("/")
-        if len(parts) >= 4 and parts[0] == "" and parts[1] == "parties":
-            party, room = unquote(parts[2], errors="replace"), unquote(parts[3], errors="replace")
-        elif len(parts) >= 3 and parts[0] == "" and parts[1] == "party":
-            party, room = "main", unquote(parts[2], errors="replace")
-        else:
-            return _plain(404, "Not found")
+        try:  # strict: "%ff" and "%fe" must not both become room "\ufffd"
+            if len(parts) >= 4 and parts[0] == "" and parts[1] == "parties":
+                party, room = unquote(parts[2], errors="strict"), unquote(parts[3], errors="strict")
+            elif len(parts) >= 3 and parts[0] == "" and parts[1] == "party":
+                party, room = "main", unquote(parts[2], errors="strict")
+            else:
+                return _plain(404, "Not found")
+        except UnicodeDecodeError:
+            log.warning("refused a room path that is not UTF-8: %r", path[:80])
+            return _plain(400, "Invalid room name (not UTF-8)")
         if party not in self.parties:
             return _plain(404, f"No such party: {party}")
         if (
@@ -182,21 +198,54 @@ class RoomRegistry:
                 connection.close(code, reason)
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or ``None`` as soon as it exceeds ``limit`` bytes."""
+class _BodyBudget:
+    """Bytes of request bodies buffered across all requests in flight, capped.
+
+    Why: each body may be up to ``max_body_size``, and many at once (slow or hostile
+    uploads) would multiply that; past the cap a request is refused with 503 and
+    ``Retry-After`` instead of buffering more.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.cap:
+            return False
+        self.used += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.used -= size
+
+
+async def _read_body(
+    receive: Receive, limits: Limits, budget: _BodyBudget, held: list[int]
+) -> bytes | Response:
+    """The whole request body, or the refusal to send: over the size limit (413), not
+    finished within ``body_timeout`` (408), or over the server's budget (503). The
+    bytes taken from ``budget`` are added to ``held[0]`` for the caller to give back."""
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
+    try:
+        async with asyncio.timeout(limits.body_timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    break
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limits.max_body_size:
+                    return _plain(413, f"Request body exceeds {limits.max_body_size} bytes")
+                if not budget.take(len(chunk)):
+                    return _plain(503, "Too many request bodies in flight, retry later")
+                held[0] += len(chunk)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        return _plain(408, f"Request body not received within {limits.body_timeout:g} s")
     return b"".join(chunks)
 
 
@@ -231,30 +280,70 @@ class _HTTPEndpoint:
         headers: Mapping[str, str] = getattr(
             getattr(server_class, "config", None), "response_headers", CORS_HEADERS
         )
+        if scope["method"] == "CONNECT":
+            # A 2xx answer to CONNECT switches the connection into a tunnel (HTTP/1.1),
+            # so the body could not be sent: refuse it like any proxy-less server.
+            return _plain(405, "CONNECT is not supported")
         if scope["method"] == "OPTIONS":
             return _cors(
                 Response(status_code=204, headers={"Access-Control-Max-Age": "86400"}), headers
             )
+        held = [0]
+        try:
+            return await self._with_body(scope, receive, party, room_id, held)
+        finally:
+            registry.body_budget.give_back(held[0])
+
+    async def _with_body(
+        self, scope: Scope, receive: Receive, party: str, room_id: str, held: list[int]
+    ) -> Response:
+        registry = self.registry
         limit = registry.limits.max_body_size
         declared = Request(scope).headers.get("content-length", "")
-        if (declared.isdigit() and int(declared) > limit) or (
-            body := await _read_body(receive, limit)
-        ) is None:
-            log.warning("%s/%s: request body over %d bytes refused (413)", party, room_id, limit)
-            return _plain(413, f"Request body exceeds {limit} bytes")
+        if declared.isdigit() and int(declared) > limit:
+            body: bytes | Response = _plain(413, f"Request body exceeds {limit} bytes")
+        else:
+            body = await _read_body(receive, registry.limits, registry.body_budget, held)
+        if isinstance(body, Response):
+            reason = (
+                f"request body over {limit} bytes refused"
+                if body.status_code == 413
+                else bytes(body.body).decode()
+            )
+            log.warning("%s/%s: %s (%d)", party, room_id, reason, body.status_code)
+            if body.status_code == 503:
+                body.headers["Retry-After"] = "1"
+            return body
         request = Request(scope, _replay(body, receive))
         refusal = await registry.before("on_before_request", party, room_id, request)
         if refusal is not None:
             return refusal
         room = registry.acquire(party, room_id)
         try:
-            await room.start()
+            if (unavailable := await _start(room)) is not None:
+                return unavailable
             return await room.server.on_request(request)
         except Exception:
             log.exception("%s/%s: error handling %s", party, room_id, scope["method"])
             return _plain(500, "Internal server error")
         finally:
             registry.release(room)
+
+
+async def _start(room: Room) -> Response | None:
+    """Start the room; a storage failure is a 503 and one log line, not a traceback
+    (the storage already says what is wrong, e.g. a full disk or a replaced file)."""
+    try:
+        await room.start()
+    except (sqlite3.Error, OSError) as error:
+        log.error(
+            "%s: room could not load from storage (%s: %s) (503)",
+            room.label,
+            type(error).__name__,
+            error,
+        )
+        return _plain(503, "Storage unavailable")
+    return None
 
 
 async def _deny(websocket: WebSocket, response: Response) -> None:
@@ -288,10 +377,12 @@ class _WebSocketEndpoint:
         room = registry.acquire(party, room_id)
         try:
             try:
-                await room.start()
+                unavailable = await _start(room)
             except Exception:
                 log.exception("%s/%s: room failed to start", party, room_id)
-                await _deny(websocket, _plain(500, "Room failed to start"))
+                unavailable = _plain(500, "Room failed to start")
+            if unavailable is not None:
+                await _deny(websocket, unavailable)
                 return
             await websocket.accept()
             await self.serve(websocket, room, connection_id)
@@ -302,7 +393,7 @@ class _WebSocketEndpoint:
         connection = Connection(websocket, connection_id, room)
         previous = room.add(connection)
         connection.start_writer()
-        label = f"{room.label} id={connection_id}"
+        label = f"{room.label} id={printable(connection_id)}"
         client = websocket.client
         peer = f"{client.host}:{client.port}" if client else "?"
         if previous is not None:
@@ -310,37 +401,42 @@ class _WebSocketEndpoint:
             previous.close(REPLACED_CLOSE_CODE, "replaced by a connection with the same id")
         log.info("connect %s from %s (%d connected)", label, peer, len(room.connections))
         server = room.server
-        limit = room.limits.max_message_size
-        throttle = _Throttle(room.limits.max_messages_per_second, room.limits.message_burst)
         code: int | None = None
-        closing = False
+        discarded = 0
         try:
             await _guard(server.on_connect(connection, websocket), label, "on_connect")
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     code = message.get("code")
+                    if code == 1009:  # the protocol layer refused an oversize message
+                        log.warning(
+                            "%s: message over %d bytes, closing with 1009",
+                            label,
+                            room.limits.max_message_size,
+                        )
                     break
-                await throttle.take(label)
-                text = message.get("text")
-                if text is None:
-                    log.info("%s: ignored binary message", label)
+                if not connection.active:
+                    # Replaced or closing: applying its backlog now would overwrite what
+                    # the newer connection (or the room) has since stored.
+                    discarded += 1
                     continue
-                if closing:
-                    continue
-                size = len(text)
-                if size > limit or (size * 4 > limit and len(text.encode("utf-8")) > limit):
-                    log.warning("%s: message over %d bytes, closing with 1009", label, limit)
-                    connection.close(1009, "message too big")
-                    closing = True
-                    continue
-                await _guard(server.on_message(text, connection), label, "on_message")
+                await _handle(server, connection, message, label)
+                # One message per turn: every connection with input gets a turn before
+                # this one takes its next message (round-robin, no fixed rate).
+                await asyncio.sleep(0)
         except WebSocketDisconnect as disconnect:
             code = disconnect.code
         finally:
             room.remove(connection)
             await _guard(server.on_close(connection), label, "on_close")
             await connection.stop_writer()
+            if discarded:
+                log.warning(
+                    "%s: discarded %d message(s) received after it was replaced or closed",
+                    label,
+                    discarded,
+                )
             log.info(
                 "close %s code=%s (%d connected)",
                 label,
@@ -349,46 +445,21 @@ class _WebSocketEndpoint:
             )
 
 
-class _Throttle:
-    """A per-connection token bucket over incoming messages.
-
-    Why pause instead of dropping: a dropped change is a lost edit and a silent
-    divergence. Pausing this read loop makes uvicorn stop reading the socket, so TCP
-    back-pressure slows the flooding client down, while every other connection (each has
-    its own read loop) keeps being served.
-    """
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(max(burst, 1))
-        self.tokens = self.burst
-        self.last = 0.0
-        self.flooding = False
-
-    async def take(self, label: str) -> None:
-        if self.rate <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.flooding and self.tokens >= self.burst:
-            self.flooding = False
-            log.info("%s: message rate back under %g/s", label, self.rate)
-        if self.tokens < 1:
-            if not self.flooding:
-                self.flooding = True
-                log.warning(
-                    "%s: over %g messages/s (burst %d): throttling (reading paused)",
-                    label,
-                    self.rate,
-                    int(self.burst),
-                )
-            await asyncio.sleep((1 - self.tokens) / self.rate)
-            now = loop.time()
-            self.tokens += (now - self.last) * self.rate
-            self.last = now
-        self.tokens -= 1
+async def _handle(
+    server: PartyServer, connection: Connection, message: Message, label: str
+) -> None:
+    """Check one received message against the limits, then give it to the server."""
+    text = message.get("text")
+    if text is None:
+        log.info("%s: ignored binary message", label)
+        return
+    limit = connection.room.limits.max_message_size
+    size = len(text)
+    if size > limit or (size * 4 > limit and len(text.encode("utf-8")) > limit):
+        log.warning("%s: message over %d bytes, closing with 1009", label, limit)
+        connection.close(1009, "message too big")
+        return
+    await _guard(server.on_message(text, connection), label, "on_message")
 
 
 async def _guard(awaitable: Awaitable[Any], label: str, what: str) -> None:
@@ -406,6 +477,7 @@ def create_app(
     limits: Limits | None = None,
     close_storage: bool | None = None,
     room_idle_timeout: float | None = 60.0,
+    allow_origins: Iterable[str] = (),
 ) -> Starlette:
     """A Starlette app serving PartyKit-style rooms.
 
@@ -414,7 +486,15 @@ def create_app(
     ``":memory:"`` or ``None`` (in-memory). Storage created here is closed at shutdown;
     a passed-in instance only if ``close_storage`` is true. Rooms unused for
     ``room_idle_timeout`` seconds are dropped from memory (``None``: never).
+
+    Browser pages may connect only from loopback origins (``http://localhost:*``,
+    ``http://127.0.0.1:*``, ``http://[::1]:*``) plus ``allow_origins`` (e.g.
+    ``"https://app.example.org"``, ``"http://lab.local:*"``; ``"*"``: any page, logged
+    as a warning); see :mod:`partywidget.server.origins`.
     """
+    policy = OriginPolicy(allow_origins)
+    if policy.allow_any:
+        log.warning("every web origin may read and write every room (allow_origins='*')")
     parties = dict(parties) if parties is not None else {"main": TinyBasePartyKitServer}
     store, owned = make_storage(storage)
     if close_storage is None:
@@ -437,6 +517,7 @@ def create_app(
             WebSocketRoute("/{path:path}", _WebSocketEndpoint(registry)),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(OriginGuard, policy=policy)],
     )
     app.state.registry = registry
     app.state.storage = store

@@ -38,11 +38,25 @@ __all__ = [
     "PartyServer",
     "Room",
     "maybe_await",
+    "printable",
 ]
 
 log = logging.getLogger("partywidget.server")
 
 MIB = 1024 * 1024
+
+
+def printable(text: str, limit: int = 120) -> str:
+    """``text`` safe for one log line: control characters (newlines that would forge
+    lines, ANSI escapes that would repaint a terminal) and backslashes escaped, cut at
+    ``limit`` characters. For client-supplied text (``_pk``, names)."""
+    if text.isprintable() and "\\" not in text and len(text) <= limit:
+        return text
+    out = "".join(
+        c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii")
+        for c in text[:limit]
+    )
+    return out + ("..." if len(text) > limit else "")
 
 
 @dataclass(frozen=True)
@@ -53,28 +67,38 @@ class Limits:
       socket with 1009 (PartyKit/Cloudflare closes at 1 MiB; we allow more by default
       because a notebook legitimately sends big DataFrames, and say so in the log).
     - ``max_body_size``: bytes of one HTTP request body; larger gets 413.
+    - ``max_bodies_in_flight``: bytes of request bodies buffered at once across all
+      requests; past it a request gets 503 with ``Retry-After``.
+    - ``body_timeout``: seconds to receive a whole request body; later, 408.
     - ``max_json_depth``: nesting of JSON in messages and bodies; deeper is rejected.
     - ``max_id_length``: characters of a table/row/cell/value id (PartyKit storage keys
       are limited to 2 KiB); longer rejects the whole message (400 for a PUT).
     - ``max_room_name_length`` / ``max_connection_id_length``: path and ``_pk`` sanity.
+    - ``fragment_timeout``: seconds a message sent in fragments may take to finish
+      once started; later, the socket is closed with 1008 (reassembly is capped by
+      ``max_message_size`` too).
+    - ``send_timeout``: seconds a WebSocket client may go without reading anything
+      while data waits for it; then its TCP connection is dropped (a close frame could
+      not reach it either).
     - ``max_send_backlog``: bytes queued for one slow client before it is disconnected
       (close 1013) rather than let memory grow without bound.
-    - ``max_messages_per_second`` / ``message_burst``: a token bucket per connection.
-      Beyond it the server stops reading that socket for a while (TCP back-pressure
-      slows the sender down; nothing is dropped, so no edit is lost) and logs it once
-      per flood; ``0`` disables it. The burst lets a legitimate bulk edit (one message
-      per transaction) through at full speed.
+
+    There is no message rate limit: connections take turns, one message each (see
+    ``_WebSocketEndpoint.serve``), so a lone burst runs at full speed and a flooder
+    only ever delays a bystander by one message per connection ahead of it.
     """
 
     max_message_size: int = 16 * MIB
     max_body_size: int = 64 * MIB
+    max_bodies_in_flight: int = 256 * MIB
+    body_timeout: float = 60.0
     max_json_depth: int = 100
     max_id_length: int = 1024
     max_room_name_length: int = 256
     max_connection_id_length: int = 256
     max_send_backlog: int = 64 * MIB
-    max_messages_per_second: float = 1000.0
-    message_burst: int = 5000
+    fragment_timeout: float = 60.0
+    send_timeout: float = 30.0
 
 
 async def maybe_await(value: Any) -> Any:
@@ -123,6 +147,12 @@ class Connection:
         self.close_code: int | None = None
 
     @property
+    def active(self) -> bool:
+        """Still the room's connection for this id, and not closing: only then may
+        what it sends be applied (a replaced socket's backlog is stale)."""
+        return not self._closing and self.room.connections.get(self.id) is self
+
+    @property
     def uri(self) -> str:
         return str(self._websocket.url)
 
@@ -144,7 +174,7 @@ class Connection:
             log.warning(
                 "%s id=%s: client too slow (%d bytes queued), disconnecting",
                 self.room.label,
-                self.id,
+                printable(self.id),
                 self._backlog,
             )
             self._abort(1013, "client too slow")

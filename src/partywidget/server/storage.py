@@ -394,19 +394,84 @@ class SQLiteStorage(Storage):
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._drain_scheduled = False
+        self.batches = 0
+        """Batches committed so far, one COMMIT each: group commit made observable."""
+        self.before_commit: Callable[[], None] | None = None
+        self.after_commit: Callable[[], None] | None = None
+        """Seams, called on the storage thread just before and just after a batch's
+        COMMIT, before any caller learns the outcome: tests drive the order
+        "committed, then acknowledged" through them instead of through a crash."""
         # Opened on the worker thread (and only ever used there); done synchronously
         # here so that a bad path fails at construction, not at the first request.
+        self._synchronous = synchronous.upper()
+        self._identity: tuple[int, int] | None = None
+        self._reopen = False  # a write failed as read-only: reconnect before the next
         self._conn: sqlite3.Connection = self._executor.submit(
-            self._connect, synchronous.upper()
+            self._connect, self._synchronous
         ).result()
+        self._identity = self._file_identity()
+
+    def _check_shared_memory(self) -> None:
+        """Refuse to touch the database while its ``-shm`` file is not writable.
+
+        Why: SQLite maps that file into memory and writes to it on every transaction,
+        reads included; when the file cannot be written (an immutable attribute, a
+        read-only bind mount of just that file) the write to the mapping kills the whole
+        process with SIGBUS, which no exception handler can catch. Checking first turns
+        that into an ordinary, logged storage error (one ``access`` call per batch).
+        """
+        if self.path == ":memory:":
+            return
+        shm = os.fspath(Path(self.path).expanduser()) + "-shm"
+        if os.path.exists(shm) and not os.access(shm, os.W_OK):
+            raise sqlite3.OperationalError(
+                f"{shm} is not writable (immutable or read-only?): refusing to use the "
+                "database, which would crash the server (SIGBUS); fix the file's "
+                "permissions or attributes"
+            )
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self.path == ":memory:":
+            return None
+        try:
+            stat = os.stat(Path(self.path).expanduser())
+        except FileNotFoundError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def _check_files(self) -> None:
+        """Before each batch: the ``-shm`` file is writable, and the database file is
+        still the one opened (deleted or replaced, writes would go to a file nobody
+        will read again: acknowledged, then lost at the next start)."""
+        self._check_shared_memory()
+        if self._identity is not None and self._file_identity() != self._identity:
+            raise sqlite3.OperationalError(
+                f"{self.path} was deleted or replaced while the server runs: refusing "
+                "to store anything more in it; restart the server"
+            )
+
+    def _reconnect(self) -> None:
+        """A fresh connection after read-only failures: SQLite keeps a connection
+        opened on a read-only file read-only, even once the file is writable again."""
+        fresh = self._connect(self._synchronous)
+        old, self._conn = self._conn, fresh
+        self._reopen = False
+        with contextlib.suppress(sqlite3.Error):
+            old.close()
 
     def _connect(self, synchronous: str) -> sqlite3.Connection:
+        self._check_shared_memory()
         conn = sqlite3.connect(
             str(Path(self.path).expanduser()) if self.path != ":memory:" else self.path,
             isolation_level=None,  # explicit BEGIN/COMMIT below
             check_same_thread=False,
         )
-        conn.execute("PRAGMA journal_mode=WAL")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as error:
+            if "readonly" not in str(error):
+                raise
+            log.warning("%s is read-only: rooms load, writes fail until it is not", self.path)
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute(_SCHEMA)
@@ -441,7 +506,6 @@ class SQLiteStorage(Storage):
         an awaited transaction is as durable as before; if the COMMIT fails, every
         transaction of the batch fails with its error (none of them was stored).
         """
-        conn = self._conn
         # Skip transactions whose caller gave up before they started (as an executor
         # does for a cancelled job); the flag is only read here, so a stale read merely
         # runs a transaction nobody waits for.
@@ -449,12 +513,17 @@ class SQLiteStorage(Storage):
         if not batch:
             return
         try:
+            self._check_files()
+            if self._reopen:
+                self._reconnect()
             self._begin()
         except BaseException as error:  # delivered to every caller
             for item in batch:
                 item.fail(error)
+            self._note_failures(batch)
             self._deliver(batch)
             return
+        conn = self._conn
         committed_ok: list[_Pending] = []  # succeeded, awaiting the COMMIT
         single = len(batch) == 1
         for item in batch:
@@ -492,16 +561,30 @@ class SQLiteStorage(Storage):
             committed_ok.append(item)
         if conn.in_transaction:
             try:
+                if self.before_commit is not None:
+                    self.before_commit()
                 conn.execute("COMMIT")
             except BaseException as error:
                 self._rollback()
                 for item in committed_ok:
                     item.fail(error)
+            else:
+                self.batches += 1
+                if self.after_commit is not None:
+                    try:
+                        self.after_commit()
+                    except Exception:  # committed all the same: report, deliver
+                        log.exception("after_commit hook failed")
         elif committed_ok:  # pragma: no cover - defensive: nothing left to commit
             lost_error = sqlite3.OperationalError("transaction was rolled back")
             for item in committed_ok:
                 item.fail(lost_error)
+        self._note_failures(batch)
         self._deliver(batch)
+
+    def _note_failures(self, batch: list[_Pending]) -> None:
+        if any(isinstance(i.error, sqlite3.Error) and "readonly" in str(i.error) for i in batch):
+            self._reopen = True
 
     @staticmethod
     def _deliver(batch: list[_Pending]) -> None:
@@ -555,6 +638,12 @@ class SQLiteStorage(Storage):
             self._closed = True
 
         def _close() -> None:
+            try:
+                self._check_shared_memory()
+            except sqlite3.OperationalError as error:
+                # Closing checkpoints through the mapping: leave it to process exit.
+                log.error("not closing the database cleanly: %s", error)
+                return
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as error:  # pragma: no cover - best effort

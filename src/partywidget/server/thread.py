@@ -20,6 +20,8 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
 
 from partywidget.server.app import create_app
 from partywidget.server.room import Limits
@@ -49,18 +51,110 @@ def format_host(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class _RoomWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, with two deadlines.
+
+    - Fragmented messages: a message sent in fragments that never finishes is
+      reassembled in memory for as long as the socket lives (up to the message limit).
+      Once its first fragment arrives, a message must finish within
+      ``fragment_timeout`` seconds, or the socket is closed with 1008. Unfragmented
+      messages (what browsers and partysocket send) and the time between messages are
+      unaffected.
+    - Writes: a client that stops reading keeps everything sent to it in memory, and
+      even a close frame cannot reach it. When the transport's buffer stays full (no
+      progress at all) for ``write_timeout`` seconds, the TCP connection is dropped.
+      A slow but live client makes progress and resets the clock.
+    """
+
+    fragment_timeout: float = 60.0
+    write_timeout: float = 30.0
+    _fragment_timer: asyncio.TimerHandle | None = None
+    _write_timer: asyncio.TimerHandle | None = None
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.write_timeout, self._write_expired)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_expired(self) -> None:
+        self._write_timer = None
+        log.warning(
+            "dropping a WebSocket client that read nothing for %g s (%s)",
+            self.write_timeout,
+            self.client[0] if self.client else "?",
+        )
+        self.transport.abort()
+
+    def handle_text(self, event: Frame) -> None:
+        super().handle_text(event)
+        self._watch_fragments(event.fin)
+
+    def handle_bytes(self, event: Frame) -> None:
+        super().handle_bytes(event)
+        self._watch_fragments(event.fin)
+
+    def handle_cont(self, event: Frame) -> None:
+        super().handle_cont(event)
+        self._watch_fragments(event.fin)
+
+    def _watch_fragments(self, fin: bool) -> None:
+        if fin:
+            if self._fragment_timer is not None:
+                self._fragment_timer.cancel()
+                self._fragment_timer = None
+        elif self._fragment_timer is None:
+            self._fragment_timer = self.loop.call_later(
+                self.fragment_timeout, self._fragment_expired
+            )
+
+    def _fragment_expired(self) -> None:
+        self._fragment_timer = None
+        self.frames = []
+        if self.conn.close_sent is not None or self.transport.is_closing():
+            return
+        log.warning(
+            "closing a WebSocket whose fragmented message did not finish in %g s (1008)",
+            self.fragment_timeout,
+        )
+        self.conn.fail(1008, "message not completed in time")
+        self.handle_parser_exception()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._fragment_timer, self._write_timer):
+            if timer is not None:
+                timer.cancel()
+        self._fragment_timer = self._write_timer = None
+        super().connection_lost(exc)
+
+
+def _protocol_for(limits: Limits) -> type[WebSocketsSansIOProtocol]:
+    return type(
+        "RoomWebSocketProtocol",
+        (_RoomWebSocketProtocol,),
+        {"fragment_timeout": limits.fragment_timeout, "write_timeout": limits.send_timeout},
+    )
+
+
 def uvicorn_config(
     app: Starlette, *, log_level: str = "warning", **overrides: Any
 ) -> uvicorn.Config:
     """The uvicorn settings the room server is meant to run with."""
     limits = getattr(app.state, "limits", None)
-    max_message = limits.max_message_size if isinstance(limits, Limits) else 16 * 1024 * 1024
+    if not isinstance(limits, Limits):
+        limits = Limits()
     settings: dict[str, Any] = {
-        "ws": "websockets-sansio",  # the websockets library, sans-I/O (not deprecated)
+        # The websockets library, sans-I/O (not deprecated), with a fragment deadline.
+        "ws": _protocol_for(limits),
         "ws_per_message_deflate": False,
-        # Above our own limit so that *we* see oversize messages and close with 1009
-        # and a log line, instead of the websockets library doing it silently.
-        "ws_max_size": max_message * 4 + 1024,
+        # The message limit caps reassembly too (a fragmented message counts in full):
+        # the library closes with 1009 as soon as a message would exceed it.
+        "ws_max_size": limits.max_message_size,
         "lifespan": "on",
         "log_config": None,
         "log_level": log_level,

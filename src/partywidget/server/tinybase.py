@@ -39,7 +39,7 @@ from starlette.responses import Response
 
 from partywidget.codec import CodecError, decode_cell, js_dumps, js_loads, js_number
 from partywidget.model import DELETED
-from partywidget.server.room import Connection, PartyServer, Room, maybe_await
+from partywidget.server.room import Connection, PartyServer, Room, maybe_await, printable
 from partywidget.server.storage import StorageTransaction
 
 __all__ = ["CORS_HEADERS", "TinyBasePartyKitServer", "TinyBaseServerConfig"]
@@ -328,6 +328,31 @@ class _Plan:
         return row
 
 
+OFF_LOOP_CHARS = 256 * 1024
+"""Messages longer than this are parsed, planned and encoded in slices or off the loop."""
+
+OFF_LOOP_ITEMS = 4096
+"""Big plans yield to the event loop after this many items (hooks run on the loop)."""
+
+
+def _parse_changes(text: str, max_depth: int, max_id_length: int) -> tuple[Any, str | None]:
+    """``(payload, None)`` for valid Changes JSON, else ``(None, why it is refused)``."""
+    try:
+        payload = js_loads(text, max_depth=max_depth)
+    except CodecError as error:
+        return None, str(error)
+    if DELETED_MARKER in text or "\\u" in text:
+        payload = _replace_undefined(payload)
+    if not is_content_or_changes(payload, True):
+        return None, "not [tables, values, 1]"
+    if _longest_id(payload[0], payload[1]) > max_id_length:
+        return None, "id too long"
+    misuse = _marker_misuse(payload[0], payload[1])
+    if misuse is not None:
+        return None, misuse
+    return payload, None
+
+
 class TinyBasePartyKitServer(PartyServer):
     """A room holding one TinyBase Store, synced by ``createPartyKitPersister`` clients.
 
@@ -559,7 +584,7 @@ class TinyBasePartyKitServer(PartyServer):
 
     async def on_message(self, message: str, connection: Connection) -> None:
         prefix = self.config.message_prefix
-        label = f"{self.party.label} id={connection.id}"
+        label = f"{self.party.label} id={printable(connection.id)}"
         if len(message) <= len(prefix) or not message.startswith(prefix):
             log.info("%s: ignored message without prefix %r", label, prefix)
             return
@@ -567,24 +592,22 @@ class TinyBasePartyKitServer(PartyServer):
             log.info("%s: ignored message of type %r", label, message[len(prefix)])
             return
         text = message[len(prefix) + 1 :]
-        try:
-            payload = js_loads(text, max_depth=self.party.limits.max_json_depth)
-        except CodecError as error:
-            log.warning("%s: rejected changes: %s", label, error)
-            return
-        if DELETED_MARKER in text or "\\u" in text:
-            payload = _replace_undefined(payload)
-        if not is_content_or_changes(payload, True):
-            log.warning("%s: rejected changes: not [tables, values, 1]", label)
-            return
-        if _longest_id(payload[0], payload[1]) > self.party.limits.max_id_length:
-            log.warning("%s: rejected changes: id too long", label)
-            return
-        misuse = _marker_misuse(payload[0], payload[1])
-        if misuse is not None:
-            log.warning("%s: rejected changes: %s", label, misuse)
+        limits = self.party.limits
+        if len(text) > OFF_LOOP_CHARS:
+            # Parsing and checking a big message is pure CPU work: in a thread, the
+            # event loop keeps serving other rooms (it gets the GIL back every few ms).
+            payload, problem = await asyncio.to_thread(
+                _parse_changes, text, limits.max_json_depth, limits.max_id_length
+            )
+        else:
+            payload, problem = _parse_changes(text, limits.max_json_depth, limits.max_id_length)
+        if problem is not None:
+            log.warning("%s: rejected changes: %s", label, problem)
             return
         async with self._lock:
+            if not connection.active:
+                log.info("%s: dropped changes: the connection was replaced or closed", label)
+                return
             if not self._has_store:
                 log.info("%s: dropped changes: the room has no store yet", label)
                 return
@@ -611,10 +634,12 @@ class TinyBasePartyKitServer(PartyServer):
             if not committed:
                 return
             if plan.accepted_tables or plan.accepted_values:
-                self.party.broadcast(
-                    prefix + SET_CHANGES + js_dumps(_to_wire(*self._accepted(plan))),
-                    [connection.id],
-                )
+                wire = _to_wire(*self._accepted(plan))
+                if len(text) > OFF_LOOP_CHARS:
+                    encoded = await asyncio.to_thread(js_dumps, wire)
+                else:
+                    encoded = js_dumps(wire)
+                self.party.broadcast(prefix + SET_CHANGES + encoded, [connection.id])
             if plan.rejected:
                 tables, values = self._current_values(plan.rejected)
                 log.info(
@@ -642,8 +667,11 @@ class TinyBasePartyKitServer(PartyServer):
         plan = _Plan()
         rejected = plan.rejected
         allow = self._allow
+        seen = 0
         for table_id, table in tables.items():
             if table is DELETED:
+                if table_id not in self._tables:
+                    continue  # nothing to delete: not stored, not broadcast
                 if await allow("can_del_table", table_id, who):
                     plan.del_tables.append(table_id)
                     plan.accepted_tables[table_id] = DELETED
@@ -652,15 +680,23 @@ class TinyBasePartyKitServer(PartyServer):
             elif await allow("can_set_table", table_id, initial, who):
                 for row_id, row in table.items():
                     if row is DELETED:
+                        if row_id not in self._tables.get(table_id, {}):
+                            continue
                         if await allow("can_del_row", table_id, row_id, who):
                             plan.del_rows.append((table_id, row_id))
                             plan.accepted_tables.setdefault(table_id, {})[row_id] = DELETED
                         else:
                             rejected.append(("row", table_id, row_id))
                     elif await allow("can_set_row", table_id, row_id, initial, who):
+                        seen += len(row)
+                        if seen >= OFF_LOOP_ITEMS:  # a big plan lets other rooms run
+                            seen = 0
+                            await asyncio.sleep(0)
                         for cell_id, cell in row.items():
                             ids = (table_id, row_id, cell_id)
                             if cell is DELETED:
+                                if self._old_cell(*ids) is DELETED:
+                                    continue
                                 if await allow("can_del_cell", *ids, who):
                                     plan.del_cells.append(ids)
                                     plan.accepted_row(table_id, row_id)[cell_id] = DELETED
@@ -693,6 +729,8 @@ class TinyBasePartyKitServer(PartyServer):
                         )
         for value_id, value in values.items():
             if value is DELETED:
+                if value_id not in self._values:
+                    continue
                 if await allow("can_del_value", value_id, who):
                     plan.del_values.append(value_id)
                     plan.accepted_values[value_id] = DELETED
@@ -713,9 +751,11 @@ class TinyBasePartyKitServer(PartyServer):
                 rejected.append(("value", value_id, True))
         if initial:
             plan.rejected.clear()  # a PUT has no socket to reconverge through
-            plan.has_store = (not tables and not values) or bool(
-                plan.accepted_tables or plan.accepted_values
+            # Content without a cell or value (``[{"t":{}},{}]`` too) is the empty store.
+            empty = not values and not any(
+                row for table in tables.values() for row in table.values()
             )
+            plan.has_store = empty or bool(plan.accepted_tables or plan.accepted_values)
         return plan
 
     def _old_cell(self, table_id: str, row_id: str, cell_id: str) -> Any:
@@ -723,17 +763,12 @@ class TinyBasePartyKitServer(PartyServer):
 
     async def _commit(self, plan: _Plan, *, initial: bool) -> bool:
         """Write the plan in one storage transaction, then (only then) update the mirror."""
-        cell_key, value_key = self._cell_key, self._value_key
-        to_delete: list[str] = []
-        for t in plan.del_tables:
-            for r, row in self._tables.get(t, {}).items():
-                to_delete.extend(cell_key(t, r, c) for c in row)
-        for t, r in plan.del_rows:
-            to_delete.extend(cell_key(t, r, c) for c in self._tables.get(t, {}).get(r, {}))
-        to_delete.extend(cell_key(*ids) for ids in plan.del_cells)
-        to_delete.extend(value_key(v) for v in plan.del_values)
-        to_set: dict[str, Any] = {cell_key(*ids): cell for ids, cell in plan.set_cells.items()}
-        to_set.update((value_key(v), value) for v, value in plan.set_values.items())
+        if len(plan.set_cells) + len(plan.del_cells) > OFF_LOOP_ITEMS:
+            # Pure work over the plan and the mirror, which only this room's lock
+            # holder changes (on the loop, after this returns): safe in a thread.
+            to_delete, to_set = await asyncio.to_thread(self._storage_keys, plan)
+        else:
+            to_delete, to_set = self._storage_keys(plan)
         if plan.has_store:
             to_set[self.config.storage_prefix + HAS_STORE] = 1
         has_store_key = self.config.storage_prefix + HAS_STORE
@@ -754,6 +789,21 @@ class TinyBasePartyKitServer(PartyServer):
             return False
         self._apply(plan)
         return True
+
+    def _storage_keys(self, plan: _Plan) -> tuple[list[str], dict[str, Any]]:
+        """The storage keys the plan deletes, and the keys and values it sets."""
+        cell_key, value_key = self._cell_key, self._value_key
+        to_delete: list[str] = []
+        for t in plan.del_tables:
+            for r, row in self._tables.get(t, {}).items():
+                to_delete.extend(cell_key(t, r, c) for c in row)
+        for t, r in plan.del_rows:
+            to_delete.extend(cell_key(t, r, c) for c in self._tables.get(t, {}).get(r, {}))
+        to_delete.extend(cell_key(*ids) for ids in plan.del_cells)
+        to_delete.extend(value_key(v) for v in plan.del_values)
+        to_set: dict[str, Any] = {cell_key(*ids): cell for ids, cell in plan.set_cells.items()}
+        to_set.update((value_key(v), value) for v, value in plan.set_values.items())
+        return to_delete, to_set
 
     def _apply(self, plan: _Plan) -> None:
         tables, values = self._tables, self._values
