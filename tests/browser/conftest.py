@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from jupyter_support import delete_sessions
 
+from support.jupyter import delete_sessions
 from support.ports import free_port
 from support.tools import browser_unavailable, chromium_path
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,18 +20,11 @@ from typing import Any
 from playwright.sync_api import expect
 
 from partywidget.widget import PartyStoreWidget
+from support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 T = 120_000  # ms: cold kernel + JupyterLab on a shared 2-core machine
-
-
-def wait_for(what: str, condition: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def copy_notebook(name: str, target: Path, parameters: str) -> None:
@@ -74,13 +66,17 @@ def test_quickstart_notebook_in_jupyterlab(page, jupyter, artifacts):
 
     peer = PartyStoreWidget(room, host=host.group(1)).wait_ready(30)
     try:
-        wait_for("the peer to load the room", lambda: peer.get_cell("pets", "polly", "age") == 1)
+        wait_for(
+            lambda: peer.get_cell("pets", "polly", "age") == 1, 60, what="the peer to load the room"
+        )
         # the grid -> the peer
         grid.scroll_into_view_if_needed()
         cell("fido", "age").dblclick()
         cell("fido", "age").locator("input").fill("6")
         cell("fido", "age").locator("input").press("Enter")
-        wait_for("the grid edit at the peer", lambda: peer.get_cell("pets", "fido", "age") == 6)
+        wait_for(
+            lambda: peer.get_cell("pets", "fido", "age") == 6, 60, what="the grid edit at the peer"
+        )
         # the peer -> the grid
         peer.set_cell("pets", "polly", "species", "macaw")
         expect(cell("polly", "species")).to_have_text("macaw", timeout=T)

@@ -11,23 +11,14 @@ import re
 from typing import Any
 
 import pytest
-from jupyter_support import write_notebook
 from playwright.sync_api import expect
 
 from partywidget.server import run_in_thread
 from partywidget.widget import PartyStoreWidget
+from support.jupyter import write_notebook
+from support.waiting import wait_for
 
 T = 60_000  # ms, generous: a cold kernel + JupyterLab on a shared 2-core machine
-
-
-def wait_for(condition: Any, timeout: float = 60.0, what: str = "condition") -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -144,7 +135,9 @@ def test_grid_shows_edits_and_receives_remote_changes(page, jupyter, artifacts, 
     editor = cell("fido", "legs").locator("input")
     editor.fill("5")
     editor.press("Enter")
-    wait_for(lambda: client.get_cell("pets", "fido", "legs") == 5, what="grid edit at the client")
+    wait_for(
+        lambda: client.get_cell("pets", "fido", "legs") == 5, 60, what="grid edit at the client"
+    )
 
     # a change from the other client shows up (and flashes) in the grid
     client.set_cell("pets", "felix", "species", "tiger")
@@ -154,11 +147,13 @@ def test_grid_shows_edits_and_receives_remote_changes(page, jupyter, artifacts, 
 
     # add a row, delete a row
     widget.locator(".pw-add-row").click()
-    wait_for(lambda: len(client.get_table("pets")) == 4, what="added row at the client")
+    wait_for(lambda: len(client.get_table("pets")) == 4, 60, what="added row at the client")
     row = widget.locator('.pw-row[data-row="polly"]')
     row.hover()
     row.locator(".pw-del").click()
-    wait_for(lambda: not client.store.has_row("pets", "polly"), what="deleted row at the client")
+    wait_for(
+        lambda: not client.store.has_row("pets", "polly"), 60, what="deleted row at the client"
+    )
 
     # sort by legs, descending (second click); the new row (legs 0) ends up last
     header = widget.locator('.pw-hcell[data-cell="legs"]')
@@ -247,7 +242,9 @@ def test_notebook7_renders_and_syncs(page, jupyter, artifacts, client):
     legs.locator("input").fill("3")
     legs.locator("input").press("Enter")
     wait_for(
-        lambda: client.get_cell("pets", "fido", "legs") == 3, what="Notebook 7 edit at the client"
+        lambda: client.get_cell("pets", "fido", "legs") == 3,
+        60,
+        what="Notebook 7 edit at the client",
     )
     client.set_cell("pets", "fido", "species", "wolf")
     expect(widget.locator('.pw-row[data-row="fido"] .pw-cell[data-cell="species"]')).to_have_text(

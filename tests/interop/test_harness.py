@@ -12,9 +12,7 @@ import asyncio
 import json
 import os
 import signal
-import time
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ import pytest
 from support.node import CLOSED, OPEN, NodePeerError, NodePeers, js_equal
 from support.partykit import PartykitDev
 from support.proxy import TcpProxy
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.node
 
@@ -29,14 +28,6 @@ pytestmark = pytest.mark.node
 FAST = {"minReconnectionDelay": 50, "maxReconnectionDelay": 200, "minUptime": 100}
 
 INITIAL: Any = ({"pets": {"fido": {"species": "dog", "legs": 4}}}, {"open": True})
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def assert_content(actual: Any, expected: Any) -> None:
@@ -228,7 +219,7 @@ async def test_proxy_pause_stalls_and_resume_delivers(
     partykit_proxy.pause()
     await peers.call("a", "setCell", "pets", "fido", "legs", 3)
     expected = ({"pets": {"fido": {"species": "dog", "legs": 3}}}, {"open": True})
-    wait_until(lambda: js_equal(partykit_dev.get_store(room), expected), what="server store")
+    wait_for(lambda: js_equal(partykit_dev.get_store(room), expected), what="server store")
     # The broadcast is held by the proxy: b cannot have it, and its socket stays open.
     assert_content(await peers.content("b"), INITIAL)
     assert (await peers.status("b"))["readyState"] == OPEN
@@ -250,7 +241,7 @@ async def test_proxy_refuse_and_delay(
     partykit_proxy.drop_all()
     await peers.wait_for_socket("b", closes=1)
     refused_before = partykit_proxy.refused
-    wait_until(lambda: partykit_proxy.refused >= refused_before + 2, what="refused retries")
+    wait_for(lambda: partykit_proxy.refused >= refused_before + 2, what="refused retries")
     assert (await peers.status("b"))["readyState"] != OPEN
 
     partykit_proxy.refuse(False)
@@ -289,7 +280,7 @@ async def test_witness_reference_client_does_not_resync_after_reconnect(
         # bytes die with the connection (held by the proxy, or discarded at once).
         partykit_proxy.pause(discard=cut == "blackhole-then-drop")
         await peers.call("a", "setCell", "pets", "fido", "species", "cat")
-        wait_until(lambda: js_equal(partykit_dev.get_store(room), missed), what="server store")
+        wait_for(lambda: js_equal(partykit_dev.get_store(room), missed), what="server store")
         partykit_proxy.drop_all()
         partykit_proxy.resume()
     else:
@@ -298,7 +289,7 @@ async def test_witness_reference_client_does_not_resync_after_reconnect(
         partykit_proxy.drop_all()
         await peers.wait_for_socket("b", closes=1)
         await peers.call("a", "setCell", "pets", "fido", "species", "cat")
-        wait_until(lambda: js_equal(partykit_dev.get_store(room), missed), what="server store")
+        wait_for(lambda: js_equal(partykit_dev.get_store(room), missed), what="server store")
         partykit_proxy.refuse(False)
     await peers.wait_for_socket("b", opens=2, ready_state=OPEN, timeout=20)
 
@@ -358,7 +349,7 @@ async def test_witness_storage_value_limit_drops_change_silently(
     assert "big" in (await peers.content("a"))[0]["pets"]["fido"]
     assert (await peers.status("a"))["closes"] == 0
     # The error reaches the log through workerd's and node's pipes: wait for it.
-    wait_until(
+    wait_for(
         lambda: "Values cannot be larger than 131072 bytes" in partykit_dev.log_text(),
         what="the storage RangeError in the partykit dev log",
     )
@@ -379,7 +370,7 @@ async def test_partykit_dev_restart_keeps_rooms_and_clients_reconnect(
     await peers.wait_for_socket("a", opens=2, ready_state=OPEN, timeout=20)
     await peers.call("a", "setValue", "after", "restart")
     expected = (INITIAL[0], {**INITIAL[1], "after": "restart"})
-    wait_until(lambda: js_equal(server.get_store(room), expected), what="server store")
+    wait_for(lambda: js_equal(server.get_store(room), expected), what="server store")
 
 
 def test_partykit_dev_in_memory_forgets_on_restart(room: str) -> None:

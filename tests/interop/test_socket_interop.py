@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from partywidget.partykit.socket import CloseEvent, OpenEvent, PartySocket, SocketOptions
 from support.node import NodePeers
 from support.partykit import PartykitDev
+from support.waiting import eventually
 
 pytestmark = pytest.mark.node
 
@@ -28,12 +28,6 @@ FAST: dict[str, Any] = {
 }
 NODE_FAST = {"minReconnectionDelay": 50, "maxReconnectionDelay": 200}
 INITIAL: Any = ({"t": {"r": {"c": 0}}}, {})
-
-
-async def until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
 
 
 def messages(sock: PartySocket) -> list[str | bytes]:
@@ -55,7 +49,7 @@ async def test_messages_flow_both_ways_with_a_node_tinybase_client(
 
         # Node (TinyBase + partysocket) -> server -> us: the server's broadcast.
         await node_peers.call("a", "setCell", "t", "r", "c", 1)
-        await until(lambda: len(got) == 1)
+        await eventually(lambda: len(got) == 1)
         node_sent = await node_peers.sent("a")
         assert got == [node_sent[-1]] == ['s[{"t":{"r":{"c":1}}},{},1]']
 
@@ -66,7 +60,7 @@ async def test_messages_flow_both_ways_with_a_node_tinybase_client(
         # The server excludes the sender (by connection): nothing comes back to us. Node
         # writes a marker after it got our change, so an echo would arrive before it.
         await node_peers.call("a", "setValue", "marker", 1)
-        await until(lambda: len(got) == 2)
+        await eventually(lambda: len(got) == 2)
         assert got == [node_sent[-1], 's[{},{"marker":1},1]']
 
         # Messages queued while disconnected reach the room after reconnecting.
@@ -91,7 +85,7 @@ async def test_survives_a_partykit_restart(
     first_url = sock.url
 
     await asyncio.to_thread(server.restart)
-    await until(lambda: sum(isinstance(e, OpenEvent) for e in events) >= 2, timeout=60)
+    await eventually(lambda: sum(isinstance(e, OpenEvent) for e in events) >= 2, timeout=60)
     closes = [e for e in events if isinstance(e, CloseEvent)]
     assert closes and closes[0].code in (1001, 1006, 1011, 1012)
     assert sock.url == first_url  # same _pk (and query) after the restart
@@ -100,7 +94,7 @@ async def test_survives_a_partykit_restart(
         "a", host=server.host, room=room, initial_content=INITIAL, socket_options=NODE_FAST
     )
     await node_peers.call("a", "setValue", "v", "after restart")
-    await until(lambda: got == ['s[{},{"v":"after restart"},1]'])
+    await eventually(lambda: got == ['s[{},{"v":"after restart"},1]'])
     sock.send('s[{},{"w":true},1]')
     await node_peers.wait_for_content(
         "a", ({"t": {"r": {"c": 0}}}, {"v": "after restart", "w": True})
@@ -121,10 +115,10 @@ async def test_oversize_message_closes_with_1009_then_reconnects(
             sock.add_event_listener(type_, events.append)
         await sock.wait_open(timeout=20)
         sock.send("x" * (1024 * 1024 + 1024))
-        await until(lambda: any(isinstance(e, CloseEvent) for e in events))
+        await eventually(lambda: any(isinstance(e, CloseEvent) for e in events))
         close = next(e for e in events if isinstance(e, CloseEvent))
         assert close.code == 1009, close
-        await until(lambda: sum(isinstance(e, OpenEvent) for e in events) == 2)
+        await eventually(lambda: sum(isinstance(e, OpenEvent) for e in events) == 2)
 
 
 async def test_python_and_node_sockets_exchange_through_a_query_function(
@@ -144,7 +138,7 @@ async def test_python_and_node_sockets_exchange_through_a_query_function(
     async with PartySocket(partykit_dev.host, room, query=query, **FAST) as sock:
         await sock.wait_open(timeout=20)
         sock.reconnect()
-        await until(lambda: len(calls) == 2 and sock.ready_state == PartySocket.OPEN)
+        await eventually(lambda: len(calls) == 2 and sock.ready_state == PartySocket.OPEN)
         assert sock.url.endswith("&token=tok2")
         # The iterator buffers from its creation: the broadcast may well arrive before
         # Node's reply to our command does.

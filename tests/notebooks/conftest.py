@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from nb_support import SRC
 
 from partywidget.server import ServerThread, run_in_thread
+from support.notebooks import SRC
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:

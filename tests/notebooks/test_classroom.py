@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from nb_support import NOTEBOOKS, SRC, NotebookRun, wait_for
 
 from partywidget.server import ServerThread, run_in_thread
 from partywidget.widget import PartyStoreWidget
+from support.notebooks import NOTEBOOKS, SRC, NotebookRun
+from support.waiting import wait_for
 
 sys.path.insert(0, str(NOTEBOOKS))
 from classroom_server import ClassroomServer, classroom_app
@@ -93,19 +94,21 @@ def test_classroom_answers_aggregate_and_lock(
 
         student = PartyStoreWidget(room, host=classroom.host).wait_ready(30)
         try:
-            wait_for("the student to load the room", lambda: student.get_value("locked") is True)
+            wait_for(
+                lambda: student.get_value("locked") is True, what="the student to load the room"
+            )
             # Locked: the server refuses and sends the current cells back, so the
             # student's own Store drops the edits again.
             student.set_row("answers", "intruder-q1", {"student": "intruder", "answer": 1})
             student.set_cell("questions", "q1", "answer", 0)
             student.set_value("locked", False)
             wait_for(
-                "the refused edits to be reverted in the student's Store",
                 lambda: (
                     "intruder-q1" not in student.get_table("answers")
                     and student.get_cell("questions", "q1", "answer") == 56
                     and student.get_value("locked") is True
                 ),
+                what="the refused edits to be reverted in the student's Store",
             )
             assert "intruder-q1" not in server.get_content()[0]["answers"]
             locked_view = run.json(
@@ -116,7 +119,7 @@ def test_classroom_answers_aggregate_and_lock(
 
             run.run_rest()  # the teacher unlocks
             wait_for(
-                "the unlock to reach the student", lambda: student.get_value("locked") is False
+                lambda: student.get_value("locked") is False, what="the unlock to reach the student"
             )
             student.set_row(
                 "answers", "late-q1", {"student": "late", "question": "q1", "answer": 56}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import uuid
 
-from nb_support import NotebookRun, wait_for
-
 from partywidget.widget import PartyStoreWidget
+from support.notebooks import NotebookRun
+from support.waiting import wait_for
 
 SENSORS, COUNT = 2, 12
 PARAMETERS = "ROOM = {room!r}\nSENSORS = {sensors}\nCOUNT = {count}\nINTERVAL = 0.05\nREFRESH = 0.2"
@@ -57,8 +57,8 @@ def test_dashboard_follows_the_sensor_hub_and_a_second_client(kernel_env: None) 
         peer = PartyStoreWidget(room, host=state["host"]).wait_ready(30)
         try:
             wait_for(
-                "the peer to load every reading",
                 lambda: peer.get_table("readings") == state["table"],
+                what="the peer to load every reading",
             )
             peer.set_row("readings", "probe-000000", PROBE)
             after = run.json(

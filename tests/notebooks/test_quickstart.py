@@ -11,11 +11,12 @@ import uuid
 from typing import Any
 
 import pytest
-from nb_support import NotebookRun, wait_for
 
 from partywidget.host import answers
 from partywidget.server import ServerThread
 from partywidget.widget import PartyStoreWidget
+from support.notebooks import NotebookRun
+from support.waiting import wait_for
 
 AFTER_NOTEBOOK = {
     "fido": {"species": "dog", "age": 4, "sold": False},
@@ -54,9 +55,10 @@ def exercise(run: NotebookRun, peer: PartyStoreWidget, expected_host: str | None
     assert state["revisions"] and state["revisions"] == sorted(state["revisions"])
     # ...and as the second client sees it through the room.
     wait_for(
-        "the peer to see the notebook's table", lambda: peer.get_table("pets") == AFTER_NOTEBOOK
+        lambda: peer.get_table("pets") == AFTER_NOTEBOOK,
+        what="the peer to see the notebook's table",
     )
-    wait_for("the peer to see the notebook's values", lambda: peer.values == VALUES)
+    wait_for(lambda: peer.values == VALUES, what="the peer to see the notebook's values")
 
     # The peer edits as a grid user would; the kernel's DataFrame follows.
     peer.set_cell("pets", "polly", "age", 2)

@@ -21,10 +21,10 @@ from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from nb_support import NOTEBOOKS, ROOT, NotebookRun
 
 from partywidget.server import ServerThread
 from support.node import NodePeers, node_available
+from support.notebooks import NOTEBOOKS, ROOT, NotebookRun
 from support.tools import browser_unavailable, chromium_path
 
 T = TypeVar("T")

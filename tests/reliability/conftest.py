@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from reliability_helpers import ServerProcess
+
+from support.reliability import ServerProcess
 
 
 @pytest.fixture

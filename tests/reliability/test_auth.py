@@ -22,7 +22,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from reliability_helpers import REPO_ROOT, SRC, TIMEOUT, eventually, fetch_content, py_peer
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -35,6 +34,8 @@ from partywidget.server import (
     run_in_thread,
 )
 from support.node import NodePeers
+from support.reliability import REPO_ROOT, SRC, TIMEOUT, fetch_content, py_peer
+from support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 

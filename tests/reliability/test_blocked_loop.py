@@ -22,16 +22,17 @@ from typing import Any
 
 import pytest
 import uvicorn
-from reliability_helpers import TIMEOUT, ServerProcess, eventually, fetch_content, py_peer
 from websockets.sync.client import connect
 
 from partywidget.codec import encode_changes
 from partywidget.partykit.socket import PartySocket
 from partywidget.server import create_app
 from partywidget.server.thread import bind_socket, uvicorn_config
+from support.reliability import TIMEOUT, ServerProcess, fetch_content, py_peer
 from support.tools import run_slow
 
 pytestmark = pytest.mark.timeout(180)
+from support.waiting import eventually
 
 
 def _edit_from_thread(ws_url: str, edits: int, started: threading.Event) -> threading.Thread:

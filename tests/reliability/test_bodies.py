@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from reliability_helpers import TIMEOUT
 
 from partywidget.server.app import create_app
 from partywidget.server.room import MIB, Limits
 from partywidget.server.thread import ServerThread, run_in_thread
+from support.reliability import TIMEOUT
 
 pytestmark = pytest.mark.timeout(120)
 

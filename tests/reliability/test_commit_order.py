@@ -19,12 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
-from reliability_helpers import TIMEOUT
 from websockets.asyncio.client import connect
 
 from partywidget.server.app import create_app
 from partywidget.server.storage import SQLiteStorage
 from partywidget.server.thread import run_in_thread
+from support.reliability import TIMEOUT
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -20,12 +20,13 @@ from typing import Any
 
 import httpx
 import pytest
-from reliability_helpers import ServerProcess, eventually, fetch_content, py_peer
 
 from partywidget.partykit.socket import PartySocket
 from support.proxy import TcpProxy
+from support.reliability import ServerProcess, fetch_content, py_peer
 
 pytestmark = pytest.mark.timeout(120)
+from support.waiting import eventually
 
 WRITERS = 3
 ROWS = 8

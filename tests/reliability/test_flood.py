@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from reliability_helpers import TIMEOUT
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -27,6 +26,7 @@ from partywidget.server.app import create_app
 from partywidget.server.room import Connection
 from partywidget.server.thread import ServerThread, run_in_thread
 from partywidget.server.tinybase import TinyBasePartyKitServer
+from support.reliability import TIMEOUT
 
 pytestmark = pytest.mark.timeout(180)
 

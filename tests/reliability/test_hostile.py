@@ -17,9 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from reliability_helpers import TIMEOUT, ServerProcess
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from support.reliability import TIMEOUT, ServerProcess
 
 pytestmark = pytest.mark.timeout(120)
 

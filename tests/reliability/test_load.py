@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_helpers import REPO_ROOT, SRC
+
+from support.reliability import REPO_ROOT, SRC
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -22,17 +22,17 @@ from typing import Any
 
 import httpx
 import pytest
-from reliability_helpers import (
-    NODE_FAST_SOCKET,
-    ServerProcess,
-    eventually,
-    fetch_content,
-    py_peer,
-)
 
 from partywidget.partykit.socket import PartySocket
 from support.node import NodePeers, js_equal
 from support.proxy import TcpProxy
+from support.reliability import (
+    NODE_FAST_SOCKET,
+    ServerProcess,
+    fetch_content,
+    py_peer,
+)
+from support.waiting import eventually
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(120)]
 

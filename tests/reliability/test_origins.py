@@ -12,12 +12,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from reliability_helpers import TIMEOUT
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from partywidget.server.app import create_app
 from partywidget.server.thread import ServerThread, run_in_thread
+from support.reliability import TIMEOUT
 
 pytestmark = pytest.mark.timeout(120)
 

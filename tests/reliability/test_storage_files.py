@@ -20,11 +20,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from reliability_helpers import SRC, TIMEOUT, ServerProcess
 from websockets.asyncio.client import connect
 
 from partywidget.server.app import create_app
 from partywidget.server.thread import ServerThread, run_in_thread
+from support.reliability import SRC, TIMEOUT, ServerProcess
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ import comm
 from comm.base_comm import BaseComm
 
 from partywidget.codec import decode_changes, decode_content, encode_changes
+from support.waiting import wait_for
 
 
 class RecordingComm(BaseComm):
@@ -76,18 +76,6 @@ def comm_of(widget: Any) -> RecordingComm:
     c = widget.comm
     assert isinstance(c, RecordingComm)
     return c
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll until ``condition()`` is truthy (a wait, never an assertion on time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def snapshot_content(

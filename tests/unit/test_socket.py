@@ -38,6 +38,7 @@ from partywidget.partykit.socket import (
     PartySocket,
     party_url,
 )
+from support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST: dict[str, Any] = {
@@ -50,13 +51,6 @@ Handler = Callable[["Server", ServerConnection], Awaitable[None]]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for ``cond()`` to hold, failing after a generous ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.005)
 
 
 async def record_messages(server: Server, ws: ServerConnection) -> None:
@@ -312,7 +306,7 @@ def test_constructed_without_loop_connects_when_started() -> None:
         async def main() -> None:
             async with sock:
                 await sock.wait_open(timeout=10)
-                await until(lambda: server.received == ["queued before start"])
+                await eventually(lambda: server.received == ["queued before start"])
 
         asyncio.run(main())
         assert server.paths == ["/parties/main/r?_pk=lazy"]
@@ -362,12 +356,12 @@ async def test_connects_sends_and_receives() -> None:
         assert server.paths == ["/parties/main/room?_pk=abc&token=t+1"]
         assert sock.send("hello") is True
         assert sock.send(b"\x00\x01") is True
-        await until(lambda: len(events.of(MessageEvent)) == 2)
+        await eventually(lambda: len(events.of(MessageEvent)) == 2)
         assert [e.data for e in events.of(MessageEvent)] == ["hello", b"\x00\x01"]
         assert events.of(OpenEvent) == [OpenEvent(sock.url)]
         await sock.aclose()
         assert sock.ready_state == CLOSED
-        await until(lambda: server.close_codes == [1000])
+        await eventually(lambda: server.close_codes == [1000])
         assert events.all[-1] == CloseEvent(1000, "", True)
 
 
@@ -411,7 +405,7 @@ async def test_iterator_buffers_from_creation_and_headers_are_sent() -> None:
         sock.add_event_listener("message", lambda e: got.append(e.data))
         sock.send("a")
         sock.send("b")
-        await until(lambda: len(got) == 2)
+        await eventually(lambda: len(got) == 2)
         assert [await anext(first), await anext(first)] == ["echo a", "echo b"]
         assert [await anext(second), await anext(second)] == ["echo a", "echo b"]
         assert seen_auth == ["Bearer x"]
@@ -445,7 +439,7 @@ async def test_pk_kept_and_query_reevaluated_before_each_connect() -> None:
         async with Server(drop_first_three) as server:
             sock = PartySocket(server.host, "r", query=query, **FAST)
             events = Events(sock)
-            await until(lambda: len(events.of(OpenEvent)) == 4)  # noqa: B023
+            await eventually(lambda: len(events.of(OpenEvent)) == 4)  # noqa: B023
             pks = {p.split("_pk=")[1].split("&")[0] for p in server.paths}
             assert pks == {sock.id}
             got = [p.split("token=")[1] for p in server.paths]
@@ -495,7 +489,7 @@ async def test_queue_while_disconnected_flushes_in_order_before_open() -> None:
 
         sock.add_event_listener("open", on_open)
         sock.reconnect()
-        await until(lambda: len(server.received) == 6)
+        await eventually(lambda: len(server.received) == 6)
         assert server.received == [f"q{i}" for i in range(5)] + ["from open listener"]
         assert sock.buffered_amount == 0
 
@@ -508,7 +502,7 @@ async def test_queue_while_disconnected_flushes_in_order_before_open() -> None:
 
         sock.add_event_listener("close", on_close)
         await server.connections[0].close(4001)
-        await until(lambda: len(server.received) == 9)
+        await eventually(lambda: len(server.received) == 9)
         assert results == [False, False, False]
         assert server.received[6:] == ["offline0", "offline1", "offline2"]
         assert len(server.connections) == 2
@@ -526,7 +520,7 @@ async def test_max_enqueued_messages_drops_the_excess() -> None:
         sock.reconnect()
         await sock.wait_open(timeout=10)
         assert sock.send("live") is True  # the limit only applies while disconnected
-        await until(lambda: len(server.received) == 3)
+        await eventually(lambda: len(server.received) == 3)
         assert server.received == ["m0", "m1", "live"]
         await sock.aclose()
 
@@ -541,12 +535,12 @@ async def test_send_from_another_thread_keeps_order() -> None:
 
         results = await asyncio.to_thread(worker)
         assert all(results)
-        await until(lambda: len(server.received) == 200)
+        await eventually(lambda: len(server.received) == 200)
         assert server.received == [f"t{i}" for i in range(200)]
 
         # close() from a thread is handed over too.
         await asyncio.to_thread(sock.close, 4002, "from thread")
-        await until(lambda: server.close_codes == [4002])
+        await eventually(lambda: server.close_codes == [4002])
         assert sock.ready_state == CLOSED
 
 
@@ -599,7 +593,7 @@ async def test_backoff_sequence_and_max_retries() -> None:
             await sock.wait_open(timeout=5)
         # reconnect() starts over with a fresh retry count.
         sock.reconnect()
-        await until(lambda: attempts == 12)
+        await eventually(lambda: attempts == 12)
         await sock.aclose()
 
 
@@ -607,7 +601,7 @@ async def test_connection_refused_retries_until_server_appears() -> None:
     host = refused_host()
     sock = PartySocket(host, "r", **FAST)
     events = Events(sock)
-    await until(lambda: len(events.of(ErrorEvent)) >= 3)
+    await eventually(lambda: len(events.of(ErrorEvent)) >= 3)
     assert all(isinstance(e.error, OSError) for e in events.of(ErrorEvent))
     assert sock.ready_state in (CLOSED, CONNECTING)
     await sock.aclose()
@@ -638,14 +632,14 @@ async def test_min_uptime_resets_retry_count() -> None:
         )
         opens: list[int] = []
         sock.add_event_listener("open", lambda _e: opens.append(sock.retry_count))
-        await until(lambda: len(server.connections) == 4 and sock.ready_state == OPEN)
+        await eventually(lambda: len(server.connections) == 4 and sock.ready_state == OPEN)
         assert seen == [(1, 0.01), (2, 0.02), (3, 0.04)]
         assert opens == [0, 1, 2, 3]
-        await until(lambda: sock.retry_count == 0)  # after min_uptime
+        await eventually(lambda: sock.retry_count == 0)  # after min_uptime
         await server.connections[3].close(4000)
-        await until(lambda: len(seen) == 4)
+        await eventually(lambda: len(seen) == 4)
         assert seen[3] == (1, 0.01)
-        await until(lambda: len(server.connections) == 5)
+        await eventually(lambda: len(server.connections) == 5)
         await sock.aclose()
 
 
@@ -690,10 +684,10 @@ async def test_server_close_then_reconnect() -> None:
         events = Events(sock)
         await sock.wait_open(timeout=10)
         await server.connections[0].close(4003, "restart")
-        await until(lambda: len(events.of(OpenEvent)) == 2)
+        await eventually(lambda: len(events.of(OpenEvent)) == 2)
         assert events.of(CloseEvent) == [CloseEvent(4003, "restart", True)]
         assert sock.send("after") is True
-        await until(lambda: server.received == ["after"])
+        await eventually(lambda: server.received == ["after"])
         await sock.aclose()
 
 
@@ -709,14 +703,14 @@ async def test_close_stops_for_good_and_reconnect_revives() -> None:
         assert sock.ready_state == CLOSED
         assert not sock.should_reconnect
         await sock.aclose()  # waits for every internal task (and the handshake, up to 1 s)
-        await until(lambda: server.close_codes == [4004])
+        await eventually(lambda: server.close_codes == [4004])
         # No reconnect can follow: only the socket's supervisor task reconnects, and it
         # has ended (a proof by state, not by waiting a while).
         assert supervisor_tasks() == []
         assert len(server.connections) == 1
         assert sock.send("while closed") is False
         sock.reconnect()
-        await until(lambda: server.received == ["while closed"])
+        await eventually(lambda: server.received == ["while closed"])
         assert len(server.connections) == 2
         await sock.aclose()
 
@@ -728,8 +722,8 @@ async def test_reconnect_forces_a_new_connection() -> None:
         await sock.wait_open(timeout=10)
         sock.reconnect(4005, "again")
         assert events.all[-1] == CloseEvent(4005, "again", True)
-        await until(lambda: len(events.of(OpenEvent)) == 2)
-        await until(lambda: server.close_codes == [4005])
+        await eventually(lambda: len(events.of(OpenEvent)) == 2)
+        await eventually(lambda: server.close_codes == [4005])
         assert server.paths[0] == server.paths[1]  # same _pk
         assert sock.retry_count == 0
         with pytest.raises(ValueError):
@@ -743,9 +737,9 @@ async def test_oversize_message_close_1009_is_surfaced() -> None:
         events = Events(sock)
         await sock.wait_open(timeout=10)
         sock.send("x" * 2000)
-        await until(lambda: len(events.of(CloseEvent)) == 1)
+        await eventually(lambda: len(events.of(CloseEvent)) == 1)
         assert events.of(CloseEvent)[0].code == 1009
-        await until(lambda: len(events.of(OpenEvent)) == 2)  # and it reconnects
+        await eventually(lambda: len(events.of(OpenEvent)) == 2)  # and it reconnects
         await sock.aclose()
 
     # The client's own receive limit: the server's message is too big for us.
@@ -756,7 +750,7 @@ async def test_oversize_message_close_1009_is_surfaced() -> None:
     async with Server(big) as server:
         sock = PartySocket(server.host, "r", max_message_size=100, max_retries=0, **FAST)
         events = Events(sock)
-        await until(lambda: len(events.of(CloseEvent)) == 1)
+        await eventually(lambda: len(events.of(CloseEvent)) == 1)
         assert events.of(CloseEvent)[0].code == 1009
         assert events.of(MessageEvent) == []
         await sock.aclose()
@@ -823,7 +817,7 @@ async def test_blocked_loop_loses_keepalive_then_reconnects() -> None:
         events = Events(sock)
         await sock.wait_open(timeout=10)
         time.sleep(1.0)  # block the loop, as a long synchronous notebook cell does
-        await until(lambda: len(events.of(OpenEvent)) == 2)
+        await eventually(lambda: len(events.of(OpenEvent)) == 2)
         assert events.of(CloseEvent)[0].code == 1011  # the server's keepalive timeout
         assert server.connections == 2
         assert sock.send("alive") is True
@@ -842,14 +836,14 @@ async def test_silent_server_detected_by_client_keepalive() -> None:
         frozen = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), server.loop)
         frozen.result(5)
         server.loop.call_soon_threadsafe(time.sleep, 1.0)  # freeze the server's loop
-        await until(lambda: len(events.of(CloseEvent)) >= 1)
+        await eventually(lambda: len(events.of(CloseEvent)) >= 1)
         first = events.of(CloseEvent)[0]
         assert (first.code, first.reason, first.was_clean) == (
             1011,
             "keepalive ping timeout",
             False,
         )
-        await until(lambda: sock.ready_state == OPEN and len(events.of(OpenEvent)) >= 2)
+        await eventually(lambda: sock.ready_state == OPEN and len(events.of(OpenEvent)) >= 2)
         await sock.aclose()
 
 
@@ -883,7 +877,7 @@ async def test_listener_errors_are_logged_and_do_not_break_the_socket(
         sock.add_event_listener("message", bad)  # duplicate: ignored
         with caplog.at_level(logging.ERROR, logger="partywidget.partykit.socket"):
             # (each async listener logs its error in the step that appended)
-            await until(lambda: got == ["m1", "m2"] and len(async_got) == 2)
+            await eventually(lambda: got == ["m1", "m2"] and len(async_got) == 2)
         assert sock.ready_state == OPEN
         texts = [r.getMessage() for r in caplog.records]
         assert sum("message listener" in t for t in texts) == 4

@@ -18,18 +18,13 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 
 from partywidget.partykit.socket import MessageEvent, PartySocket
+from support.waiting import eventually
 
 FAST: dict[str, Any] = {
     "min_reconnection_delay": 0.01,
     "max_reconnection_delay": 0.05,
     "connection_timeout": 5.0,
 }
-
-
-async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.005)
 
 
 @asynccontextmanager
@@ -58,7 +53,7 @@ async def test_messages_sent_with_the_handshake_arrive_first_and_in_order() -> N
         sock = PartySocket(host, "r", **FAST)
         got = collect(sock)
         await sock.wait_open(timeout=10)
-        await until(lambda: len(got) == 50)
+        await eventually(lambda: len(got) == 50)
         assert got == [f"m{i}" for i in range(50)]
         await sock.aclose()
 
@@ -85,7 +80,7 @@ async def test_fragmented_messages_keep_their_place() -> None:
         task = asyncio.create_task(iterate())
         await sock.wait_open(timeout=10)
         expected = ["whole 1", "fragmented 2", "whole 3", b"\x00binary 4", b"binfrag 5", "whole 6"]
-        await until(lambda: len(got) == 6 and len(iterated) == 6)
+        await eventually(lambda: len(got) == 6 and len(iterated) == 6)
         assert got == expected
         assert iterated == expected
         await sock.aclose()
@@ -116,7 +111,7 @@ async def test_a_listener_that_reconnects_stops_the_old_connections_messages() -
 
         sock.add_event_listener("message", on_message)
         await sock.wait_open(timeout=10)
-        await until(lambda: "new" in got)
+        await eventually(lambda: "new" in got)
         # Once the old connection is closed nothing more of it can arrive: check then.
         await asyncio.wait_for(connections[0].wait_closed(), 10)
         assert got[0] == "old0"

@@ -19,7 +19,8 @@ from partywidget.partykit.socket import PartySocket
 from partywidget.server.thread import run_in_thread
 from partywidget.store import create_store
 from partywidget.widget import PartyStoreWidget
-from support.widget import comm_of, install, wait_for
+from support.waiting import wait_for
+from support.widget import comm_of, install
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from partywidget import host as host_mod
 from partywidget.host import resolve_host
 from partywidget.server.thread import run_in_thread
 from partywidget.widget import PartyStoreWidget
-from support.widget import install, wait_for
+from support.waiting import wait_for
+from support.widget import install
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

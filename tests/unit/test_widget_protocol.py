@@ -12,13 +12,13 @@ import pytest
 from partywidget.model import DELETED
 from partywidget.server.thread import run_in_thread
 from partywidget.widget import PartyStoreWidget
+from support.waiting import wait_for
 from support.widget import (
     comm_of,
     deltas,
     install,
     snapshot_content,
     view_changes,
-    wait_for,
 )
 
 

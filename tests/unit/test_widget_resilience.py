@@ -30,7 +30,8 @@ import pytest
 from partywidget.partykit.socket import CLOSED
 from partywidget.server.thread import run_in_thread
 from partywidget.widget import PartyStoreWidget
-from support.widget import KeepaliveServer, LoopThread, install, wait_for
+from support.waiting import wait_for
+from support.widget import KeepaliveServer, LoopThread, install
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 #: Client side keepalive and a quick reconnect: the knobs ``socket_options`` exposes.

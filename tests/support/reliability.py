@@ -5,21 +5,18 @@
   the *same* port and database, so clients reconnect to "the same server" after a crash.
 - :func:`py_peer`: our client stack (Store + PartySocket + persister) with fast
   reconnects, as a kernel would run it on its loop.
-- :func:`eventually`: wait for an (async or sync) condition; never a bare sleep as a check.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,25 +191,6 @@ async def py_peer(
     finally:
         await persister.destroy()
         await socket.aclose()
-
-
-async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], timeout: float = TIMEOUT, what: str = ""
-) -> None:
-    """Poll ``condition`` (sync or async) until true; fail with ``what`` after ``timeout``."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                result = condition()
-                if inspect.isawaitable(result):
-                    result = await result
-                if result:
-                    return
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(
-            f"timed out after {timeout}s waiting for {what or condition}"
-        ) from None
 
 
 async def fetch_content(url: str) -> tuple[dict[str, Any], dict[str, Any]] | None:

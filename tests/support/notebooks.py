@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import time
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -130,12 +128,3 @@ class NotebookRun:
         lines = [line for line in out.splitlines() if line.startswith("@@json@@")]
         assert len(lines) == 1, out
         return json.loads(lines[0][len("@@json@@") :])
-
-
-def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 30) -> None:
-    """Poll ``predicate`` in this process until true (generous timeout, no judging time)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
