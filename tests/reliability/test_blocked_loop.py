@@ -30,9 +30,9 @@ from partywidget.server import create_app
 from partywidget.server.thread import bind_socket, uvicorn_config
 from support.reliability import TIMEOUT, ServerProcess, fetch_content, py_peer
 from support.tools import run_slow
+from support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
-from support.waiting import eventually
 
 
 def _edit_from_thread(ws_url: str, edits: int, started: threading.Event) -> threading.Thread:

@@ -24,9 +24,9 @@ import pytest
 from partywidget.partykit.socket import PartySocket
 from support.proxy import TcpProxy
 from support.reliability import ServerProcess, fetch_content, py_peer
+from support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
-from support.waiting import eventually
 
 WRITERS = 3
 ROWS = 8

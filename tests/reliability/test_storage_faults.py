@@ -33,9 +33,9 @@ from websockets.asyncio.client import connect
 from partywidget.partykit.socket import PartySocket
 from partywidget.server import ServerThread, SQLiteStorage, create_app, run_in_thread
 from support.reliability import TIMEOUT, fetch_content, py_peer
+from support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
-from support.waiting import eventually
 
 FAULT_TEXT = {
     "full": "database or disk is full",
