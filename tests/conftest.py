@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import pytest
 
+from partywidget.server import ServerThread, run_in_thread
 from support.node import NodePeers, node_available
 from support.ports import free_port
 from support.tools import REQUIRE_ALL_ENV, require_all
@@ -56,6 +57,15 @@ def pytest_report_header() -> str | None:
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerThread]:
+    """The default room server (in memory, default limits) on a free loopback port,
+    shared by a module's tests: each test uses its own ``room``. Modules that need
+    other parties, limits or storage define their own fixture under another name."""
+    with run_in_thread() as thread:
+        yield thread
 
 
 @pytest.fixture

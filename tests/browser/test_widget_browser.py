@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from partywidget.server import run_in_thread
 from partywidget.widget import PartyStoreWidget
 from support.jupyter import write_notebook
 from support.waiting import wait_for
@@ -22,16 +21,9 @@ T = 60_000  # ms, generous: a cold kernel + JupyterLab on a shared 2-core machin
 
 
 @pytest.fixture
-def room_server():
-    s = run_in_thread()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def client(room_server, request):
+def client(server, request):
     room = f"browser-{request.node.name}"
-    w = PartyStoreWidget(room, room_server.host)
+    w = PartyStoreWidget(room, server.host)
     w.wait_ready(30)
     yield w
     w.close()

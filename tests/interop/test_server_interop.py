@@ -8,7 +8,7 @@ converge on both, and the two ``GET .../store`` bodies must be byte-identical.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -66,12 +66,6 @@ async def run_scenario(peers: NodePeers, host: str, room: str) -> None:
         expected = await peers.content(client)
         for name in CLIENTS:
             await peers.wait_for_content(name, expected, timeout=20)
-
-
-@pytest.fixture
-def server() -> Iterator[ServerThread]:
-    with run_in_thread() as thread:
-        yield thread
 
 
 async def test_clients_converge_and_get_body_matches_partykit(

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from partywidget.server import ServerThread, run_in_thread
 from support.notebooks import SRC
 
 
@@ -29,10 +27,3 @@ def kernel_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(SRC), path) if p))
     monkeypatch.delenv("PARTYWIDGET_HOST", raising=False)
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-
-
-@pytest.fixture
-def room_server() -> Iterator[ServerThread]:
-    """A real uvicorn room server on a free loopback port, for PARTYWIDGET_HOST."""
-    with run_in_thread() as server:
-        yield server

@@ -54,7 +54,8 @@ def classroom() -> Iterator[ServerThread]:
         yield server
 
 
-def room_server(server: ServerThread, room: str) -> ClassroomServer:
+def classroom_instance(server: ServerThread, room: str) -> ClassroomServer:
+    """The party instance serving ``room``, to look at its state directly."""
     instance: Any = server.app.state.registry.rooms[("main", room)].server
     assert isinstance(instance, ClassroomServer)
     return instance
@@ -87,7 +88,7 @@ def test_classroom_answers_aggregate_and_lock(
         # the schema's defaults filled the cells students left out
         assert all(row["note"] == "" for row in state["answers"].values())
 
-        server = room_server(classroom, room)
+        server = classroom_instance(classroom, room)
         assert server.locked is True
         assert server.refused >= total
         assert len(server.get_content()[0]["answers"]) == total

@@ -83,14 +83,14 @@ _pw_dump(_pw_json.loads(w.df("pets").to_json(orient="index")))
 
 
 def test_quickstart_on_a_server_the_test_started(
-    kernel_env: None, room_server: ServerThread, monkeypatch: pytest.MonkeyPatch
+    kernel_env: None, server: ServerThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PARTYWIDGET_HOST", room_server.host)
+    monkeypatch.setenv("PARTYWIDGET_HOST", server.host)
     room = f"quickstart-{uuid.uuid4().hex[:8]}"
-    peer = PartyStoreWidget(room, host=room_server.host).wait_ready(30)
+    peer = PartyStoreWidget(room, host=server.host).wait_ready(30)
     try:
         with NotebookRun("01_quickstart.ipynb", f"ROOM = {room!r}") as run:
-            state = exercise(run, peer, room_server.host)
+            state = exercise(run, peer, server.host)
         assert state["notice"] == ""  # no embedded server was started
     finally:
         peer.close()

@@ -118,14 +118,14 @@ def notebook_in_room(room: str) -> Iterator[tuple[NotebookRun, str]]:
 
 def test_web_app_notebook_shares_the_room_with_a_node_client(
     kernel_env: None,
-    room_server: ServerThread,
+    server: ServerThread,
     node_peers: tuple[LoopThread, NodePeers],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     loop, peers = node_peers
-    monkeypatch.setenv("PARTYWIDGET_HOST", room_server.host)
+    monkeypatch.setenv("PARTYWIDGET_HOST", server.host)
     room = f"todos-{uuid.uuid4().hex[:8]}"
-    loop.run(peers.connect("node", host=room_server.host, room=room))
+    loop.run(peers.connect("node", host=server.host, room=room))
     with notebook_in_room(room) as (run, _url):
         # The Node TinyBase client holds exactly what the notebook wrote...
         loop.run(peers.wait_for_content("node", ({"todos": FROM_NOTEBOOK}, {}), timeout=30))
@@ -148,12 +148,12 @@ _pw_dump(_pw_json.loads(w.df("todos").to_json(orient="index")))
 
 
 def test_web_app_page_shares_the_room_in_a_browser(
-    kernel_env: None, room_server: ServerThread, monkeypatch: pytest.MonkeyPatch
+    kernel_env: None, server: ServerThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reason = browser_unavailable() or node_available()
     if reason is not None:
         pytest.skip(reason)
-    monkeypatch.setenv("PARTYWIDGET_HOST", room_server.host)
+    monkeypatch.setenv("PARTYWIDGET_HOST", server.host)
     artifacts = ROOT / "artifacts"
     artifacts.mkdir(exist_ok=True)
     with notebook_in_room(f"todos-{uuid.uuid4().hex[:8]}") as (run, url):

@@ -11,24 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from partywidget.server.app import create_app
-from partywidget.server.thread import ServerThread, run_in_thread
+from partywidget.server.thread import ServerThread
 from support.reliability import TIMEOUT
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    with run_in_thread(create_app()) as thread:
-        yield thread
 
 
 def _raw(server: ServerThread, request: bytes) -> bytes:

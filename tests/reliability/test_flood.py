@@ -51,7 +51,7 @@ class GatedServer(TinyBasePartyKitServer):
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
+def gated_server() -> Iterator[ServerThread]:
     with run_in_thread(create_app({"main": GatedServer})) as thread:
         yield thread
 
@@ -80,12 +80,12 @@ async def _recv_until(ws: ClientConnection, needle: str) -> list[str]:
                 return seen
 
 
-async def _new_room(server: ServerThread, name: str) -> tuple[str, str]:
+async def _new_room(gated_server: ServerThread, name: str) -> tuple[str, str]:
     GATES[name] = threading.Event()
-    store = f"{server.url}/parties/main/{name}/store"
+    store = f"{gated_server.url}/parties/main/{name}/store"
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
         assert (await client.put(store, content="[{},{}]")).status_code == 201
-    return store, f"{server.ws_url}/parties/main/{name}?_pk="
+    return store, f"{gated_server.ws_url}/parties/main/{name}?_pk="
 
 
 async def _values(store: str) -> dict[str, Any]:
@@ -95,11 +95,11 @@ async def _values(store: str) -> dict[str, Any]:
 
 
 async def test_connections_take_turns_so_a_flooder_cannot_delay_a_bystander(
-    server: ServerThread,
+    gated_server: ServerThread,
 ) -> None:
     """With a flooder and a bystander both queued behind the room, their messages are
     applied alternately: the bystander's 5th edit lands before the flooder's 10th."""
-    store, ws = await _new_room(server, "turns")
+    store, ws = await _new_room(gated_server, "turns")
     flood = 400
     async with (
         connect(ws + "flooder", open_timeout=TIMEOUT) as flooder,
@@ -125,12 +125,12 @@ async def test_connections_take_turns_so_a_flooder_cannot_delay_a_bystander(
 
 
 async def test_a_replaced_connection_backlog_is_not_applied(
-    server: ServerThread, caplog: pytest.LogCaptureFixture
+    gated_server: ServerThread, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A socket floods, then its client reconnects with the same ``_pk`` and writes
     FINAL: the old socket's unread backlog must not overwrite it."""
     caplog.set_level(logging.INFO, logger="partywidget.server")
-    store, ws = await _new_room(server, "replaced")
+    store, ws = await _new_room(gated_server, "replaced")
     async with connect(ws + "w", open_timeout=TIMEOUT) as old:
         await old.send('s[{},{"gate":1},1]')
         await _taken("replaced", "w", '"gate"')
@@ -165,12 +165,12 @@ async def test_a_replaced_connection_backlog_is_not_applied(
 
 
 async def test_a_lone_burst_is_not_throttled_and_fully_applied(
-    server: ServerThread, caplog: pytest.LogCaptureFixture
+    gated_server: ServerThread, caplog: pytest.LogCaptureFixture
 ) -> None:
     """20,000 separate edits from one client: every one applied in order, nothing
     refused, paused or discarded, and the socket stays open (its keepalive answered)."""
     caplog.set_level(logging.INFO, logger="partywidget.server")
-    store, ws = await _new_room(server, "burst")
+    store, ws = await _new_room(gated_server, "burst")
     count = 20_000
     async with (
         connect(ws + "burster", open_timeout=TIMEOUT) as burster,

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
+def fragment_limited_server() -> Iterator[ServerThread]:
     limits = Limits(max_message_size=1 * MIB, fragment_timeout=1.0)
     with run_in_thread(create_app(limits=limits)) as thread:
         yield thread
@@ -40,13 +40,19 @@ async def _fragments(stall: asyncio.Event, *chunks: str) -> AsyncIterator[str]:
 
 
 async def _refused(
-    server: ServerThread, caplog: pytest.LogCaptureFixture, room: str, log: str, *chunks: str
+    fragment_limited_server: ServerThread,
+    caplog: pytest.LogCaptureFixture,
+    room: str,
+    log: str,
+    *chunks: str,
 ) -> int | None:
     """Send ``chunks`` as fragments of a message that never finishes; wait until the
     server logs ``log``. Returns the close code received, or ``None`` when the server's
     close frame was lost to a TCP reset (it closes while unread data is pending)."""
     stall = asyncio.Event()
-    async with connect(f"{server.ws_url}/parties/main/{room}", open_timeout=TIMEOUT) as ws:
+    async with connect(
+        f"{fragment_limited_server.ws_url}/parties/main/{room}", open_timeout=TIMEOUT
+    ) as ws:
         sender = asyncio.ensure_future(ws.send(_fragments(stall, *chunks)))
         with pytest.raises(ConnectionClosed) as closed:
             async with asyncio.timeout(TIMEOUT):
@@ -60,27 +66,35 @@ async def _refused(
 
 
 async def test_reassembly_is_capped_at_the_message_limit(
-    server: ServerThread, caplog: pytest.LogCaptureFixture
+    fragment_limited_server: ServerThread, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="partywidget.server")
     chunk = "x" * (256 * 1024)
-    code = await _refused(server, caplog, "cap", "closing with 1009", 's[{},{"v":"', *[chunk] * 5)
+    code = await _refused(
+        fragment_limited_server, caplog, "cap", "closing with 1009", 's[{},{"v":"', *[chunk] * 5
+    )
     assert code in (1009, None)
 
 
 async def test_an_unfinished_fragmented_message_times_out(
-    server: ServerThread, caplog: pytest.LogCaptureFixture
+    fragment_limited_server: ServerThread, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="partywidget.server")
-    code = await _refused(server, caplog, "stall", "did not finish in", 's[{},{"v":"', "x" * 1000)
+    code = await _refused(
+        fragment_limited_server, caplog, "stall", "did not finish in", 's[{},{"v":"', "x" * 1000
+    )
     assert code in (1008, None)
 
 
-async def test_a_finished_fragmented_message_is_applied(server: ServerThread) -> None:
-    url = f"{server.ws_url}/parties/main/whole"
+async def test_a_finished_fragmented_message_is_applied(
+    fragment_limited_server: ServerThread,
+) -> None:
+    url = f"{fragment_limited_server.ws_url}/parties/main/whole"
     async with connect(url + "?_pk=a", open_timeout=TIMEOUT) as a:
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
-            put = await client.put(f"{server.url}/parties/main/whole/store", content="[{},{}]")
+            put = await client.put(
+                f"{fragment_limited_server.url}/parties/main/whole/store", content="[{},{}]"
+            )
             assert put.status_code == 201
         async with connect(url + "?_pk=b", open_timeout=TIMEOUT) as b:
 

@@ -33,10 +33,10 @@ INITIAL = '[{"t":{"r":{"c":1,"obj":"\\ufffd{\\"a\\":[1]}"}}},{"v":"x"}]'
 class Hostile:
     """One server, one room with known content, and log inspection since a mark."""
 
-    def __init__(self, server: ServerProcess, room: str) -> None:
-        self.server = server
+    def __init__(self, server_subprocess: ServerProcess, room: str) -> None:
+        self.server = server_subprocess
         self.room = room
-        self.url = server.store_url(room)
+        self.url = server_subprocess.store_url(room)
         self._mark = 0
 
     def mark(self) -> None:
@@ -74,7 +74,7 @@ class Hostile:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server_subprocess(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("hostile")
     process = ServerProcess(tmp / "rooms.sqlite3", tmp / "server.log").start()
     yield process
@@ -82,15 +82,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-async def hostile(server: ServerProcess, request: pytest.FixtureRequest) -> AsyncIterator[Hostile]:
+async def hostile(
+    server_subprocess: ServerProcess, request: pytest.FixtureRequest
+) -> AsyncIterator[Hostile]:
     room = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:60] + uuid.uuid4().hex[:8]
-    h = Hostile(server, room)
+    h = Hostile(server_subprocess, room)
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
         assert (await client.put(h.url, content=INITIAL)).status_code == 201
     before = await h.body()
     h.mark()
     yield h
-    assert server.running, "the server died"
+    assert server_subprocess.running, "the server died"
     assert await h.body() == before, "rejected input changed the room"
     await h.round_trip()
     assert await h.body() == before
@@ -330,14 +332,16 @@ async def _recv_until(ws: ClientConnection, needle: str) -> list[str]:
                 return seen
 
 
-async def test_zz_storage_on_disk_is_unchanged_after_kill_9(server: ServerProcess) -> None:
+async def test_zz_storage_on_disk_is_unchanged_after_kill_9(
+    server_subprocess: ServerProcess,
+) -> None:
     """Runs last in this module: what the server answered from memory is what is on
     disk. SIGKILL (no shutdown), restart on the same file: every room reads back the
     same, and the whole log holds no unexpected traceback."""
     assert BODIES, "run with the rest of the module"
-    assert _unexpected_tracebacks(server.log_text()) == []
-    server.kill9()
-    server.restart()
+    assert _unexpected_tracebacks(server_subprocess.log_text()) == []
+    server_subprocess.kill9()
+    server_subprocess.restart()
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
         for url, body in BODIES.items():
             assert (await client.get(url)).text == body, url

@@ -25,12 +25,6 @@ EVIL = "http://evil.example"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    with run_in_thread(create_app()) as thread:
-        yield thread
-
-
-@pytest.fixture(scope="module")
 def open_server() -> Iterator[ServerThread]:
     app = create_app(allow_origins=["https://app.example.org", "http://lab.test:*"])
     with run_in_thread(app) as thread:

@@ -28,19 +28,19 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
+def send_timeout_server() -> Iterator[ServerThread]:
     with run_in_thread(create_app(limits=Limits(send_timeout=1.0))) as thread:
         yield thread
 
 
-def _never_reading_socket(server: ServerThread, path: str) -> socket.socket:
+def _never_reading_socket(send_timeout_server: ServerThread, path: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(TIMEOUT)
-    sock.connect(("127.0.0.1", server.port))
+    sock.connect(("127.0.0.1", send_timeout_server.port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{send_timeout_server.port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n".encode()
     )
@@ -52,15 +52,15 @@ def _never_reading_socket(server: ServerThread, path: str) -> socket.socket:
 
 
 async def test_a_client_that_never_reads_is_dropped(
-    server: ServerThread, caplog: pytest.LogCaptureFixture
+    send_timeout_server: ServerThread, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="partywidget.server")
-    store = f"{server.url}/parties/main/never-reads/store"
+    store = f"{send_timeout_server.url}/parties/main/never-reads/store"
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
         assert (await client.put(store, content="[{},{}]")).status_code == 201
-    sleeper = _never_reading_socket(server, "/parties/main/never-reads?_pk=sleeper")
+    sleeper = _never_reading_socket(send_timeout_server, "/parties/main/never-reads?_pk=sleeper")
     try:
-        ws = f"{server.ws_url}/parties/main/never-reads?_pk="
+        ws = f"{send_timeout_server.ws_url}/parties/main/never-reads?_pk="
         async with (
             connect(ws + "writer", open_timeout=TIMEOUT) as writer,
             connect(ws + "reader", open_timeout=TIMEOUT, max_size=None) as reader,

@@ -75,7 +75,7 @@ def storage() -> MemoryStorage:
 
 
 @pytest.fixture(scope="module")
-def server(storage: MemoryStorage) -> Iterator[ServerThread]:
+def parties_server(storage: MemoryStorage) -> Iterator[ServerThread]:
     parties = {
         "main": TinyBasePartyKitServer,
         "custom": CustomPath,
@@ -90,8 +90,8 @@ def server(storage: MemoryStorage) -> Iterator[ServerThread]:
 
 
 @pytest.fixture
-def client(server: ServerThread) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+def client(parties_server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=parties_server.url, timeout=30) as c:
         yield c
 
 
@@ -100,10 +100,10 @@ def room_url(request: pytest.FixtureRequest, party: str = "main", suffix: str = 
     return f"/parties/{party}/{request.node.name.replace('[', '-').rstrip(']')}{suffix}"
 
 
-def test_thread_reports_its_real_port(server: ServerThread) -> None:
-    assert server.port > 0
-    assert server.host == f"127.0.0.1:{server.port}"
-    assert server.url == f"http://127.0.0.1:{server.port}"
+def test_thread_reports_its_real_port(parties_server: ServerThread) -> None:
+    assert parties_server.port > 0
+    assert parties_server.host == f"127.0.0.1:{parties_server.port}"
+    assert parties_server.url == f"http://127.0.0.1:{parties_server.port}"
 
 
 def test_get_without_store_is_200_empty_with_cors(
@@ -300,9 +300,9 @@ def test_all_rejected_put_is_201_without_store_like_reference(
 
 
 def test_concurrent_first_puts_yield_one_201(
-    server: ServerThread, request: pytest.FixtureRequest
+    parties_server: ServerThread, request: pytest.FixtureRequest
 ) -> None:
-    url = server.url + room_url(request)
+    url = parties_server.url + room_url(request)
 
     async def race() -> list[int]:
         async with httpx.AsyncClient(timeout=30) as c:
@@ -382,10 +382,10 @@ async def test_idle_rooms_are_evicted_and_reloaded_from_storage() -> None:
     storage = MemoryStorage()
     app = create_app(storage=storage, room_idle_timeout=0.05)
     rooms = app.state.registry.rooms
-    with run_in_thread(app) as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+    with run_in_thread(app) as parties_server:
+        async with httpx.AsyncClient(base_url=parties_server.url, timeout=30) as c:
             assert (await c.put("/parties/main/busy/store", content=b"[{},{}]")).status_code == 201
-            async with connect(f"{server.ws_url}/parties/main/busy?_pk=a", open_timeout=30):
+            async with connect(f"{parties_server.ws_url}/parties/main/busy?_pk=a", open_timeout=30):
                 assert (
                     await c.put("/parties/main/idle/store", content=b"[{},{}]")
                 ).status_code == 201

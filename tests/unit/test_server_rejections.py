@@ -110,17 +110,17 @@ ABSENT = {
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
+def locked_server() -> Iterator[ServerThread]:
     with run_in_thread(create_app({"main": LockedServer})) as thread:
         yield thread
 
 
-async def _room(server: ServerThread, name: str) -> tuple[str, str]:
+async def _room(locked_server: ServerThread, name: str) -> tuple[str, str]:
     room = name.replace(" ", "-").replace(":", "").replace(",", "")
-    store = f"{server.url}/parties/main/{room}/store"
+    store = f"{locked_server.url}/parties/main/{room}/store"
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
         assert (await client.put(store, content=INITIAL)).status_code == 201
-    return store, f"{server.ws_url}/parties/main/{room}?_pk=writer"
+    return store, f"{locked_server.ws_url}/parties/main/{room}?_pk=writer"
 
 
 async def _next_correction(ws: Any) -> tuple[Any, Any]:
@@ -133,10 +133,10 @@ async def _next_correction(ws: Any) -> tuple[Any, Any]:
 
 @pytest.mark.parametrize("case", list(CASES))
 async def test_a_refused_change_is_corrected_for_its_writer(
-    server: ServerThread, case: str
+    locked_server: ServerThread, case: str
 ) -> None:
     (tables, values), expected = CASES[case]
-    store, ws_url = await _room(server, case)
+    store, ws_url = await _room(locked_server, case)
     async with connect(ws_url, open_timeout=TIMEOUT) as writer:
         await writer.send("s" + encode_changes((tables, values, 1)))
         assert await _next_correction(writer) == expected
@@ -149,8 +149,10 @@ async def test_a_refused_change_is_corrected_for_its_writer(
 
 
 @pytest.mark.parametrize("case", list(ABSENT))
-async def test_a_refused_deletion_of_nothing_sends_nothing(server: ServerThread, case: str) -> None:
-    store, ws_url = await _room(server, case)
+async def test_a_refused_deletion_of_nothing_sends_nothing(
+    locked_server: ServerThread, case: str
+) -> None:
+    store, ws_url = await _room(locked_server, case)
     async with connect(ws_url, open_timeout=TIMEOUT) as writer:
         tables, values = ABSENT[case]
         await writer.send("s" + encode_changes((tables, values, 1)))

@@ -97,7 +97,7 @@ PARTIES: dict[str, type[PartyServer]] = {
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
+def limited_server() -> Iterator[ServerThread]:
     limits = Limits(max_message_size=4096, max_json_depth=20)
     with run_in_thread(create_app(parties=PARTIES, limits=limits)) as thread:
         yield thread
@@ -126,8 +126,8 @@ class Room:
 
 
 @pytest.fixture
-def room(server: ServerThread, request: pytest.FixtureRequest) -> Room:
-    return Room(server, "main", request.node.name)
+def party_room(limited_server: ServerThread, request: pytest.FixtureRequest) -> Room:
+    return Room(limited_server, "main", request.node.name)
 
 
 async def recv(ws: ClientConnection) -> str:
@@ -137,17 +137,17 @@ async def recv(ws: ClientConnection) -> str:
 
 
 @pytest.fixture
-async def pair(room: Room) -> AsyncIterator[tuple[ClientConnection, ClientConnection]]:
-    async with room.connect("a") as a, room.connect("b") as b:
+async def pair(party_room: Room) -> AsyncIterator[tuple[ClientConnection, ClientConnection]]:
+    async with party_room.connect("a") as a, party_room.connect("b") as b:
         yield a, b
 
 
 async def test_changes_are_stored_and_broadcast_to_others_only(
-    room: Room, pair: tuple[ClientConnection, ClientConnection]
+    party_room: Room, pair: tuple[ClientConnection, ClientConnection]
 ) -> None:
     a, b = pair
-    assert room.put('[{"t":{"r":{"c":1,"d":2}},"u":{"x":{"y":1}}},{"v":1}]') == 201
-    async with room.connect("c") as c:
+    assert party_room.put('[{"t":{"r":{"c":1,"d":2}},"u":{"x":{"y":1}}},{"v":1}]') == 201
+    async with party_room.connect("c") as c:
         await a.send('s[{"t":{"r":{"c":10,"d":"\ufffc"}},"u":"\ufffc"},{"v":"\ufffc","w":"é"},1]')
         expected = 's[{"t":{"r":{"c":10,"d":"\ufffc"}},"u":"\ufffc"},{"v":"\ufffc","w":"é"},1]'
         assert await recv(b) == expected
@@ -158,33 +158,35 @@ async def test_changes_are_stored_and_broadcast_to_others_only(
         # The sender got nothing back: its next message is the one c sends now.
         await c.send('s[{},{"from":"c"},1]')
         assert await recv(a) == 's[{},{"from":"c"},1]'
-    assert room.get() == '[{"t":{"r":{"c":10},"r2":{"z":true}}},{"from":"c","w":"é"}]'
+    assert party_room.get() == '[{"t":{"r":{"c":10},"r2":{"z":true}}},{"from":"c","w":"é"}]'
 
 
 async def test_row_and_cell_deletions_cascade(
-    room: Room, pair: tuple[ClientConnection, ClientConnection]
+    party_room: Room, pair: tuple[ClientConnection, ClientConnection]
 ) -> None:
     a, b = pair
-    room.put('[{"t":{"r":{"c":1},"s":{"c":2}},"u":{"r":{"c":3}}},{}]')
+    party_room.put('[{"t":{"r":{"c":1},"s":{"c":2}},"u":{"r":{"c":3}}},{}]')
     await a.send('s[{"t":{"r":"\ufffc"},"u":{"r":{"c":"\ufffc"}}},{},1]')
     assert await recv(b) == 's[{"t":{"r":"\ufffc"},"u":{"r":{"c":"\ufffc"}}},{},1]'
-    assert room.get() == '[{"t":{"s":{"c":2}}},{}]'
+    assert party_room.get() == '[{"t":{"s":{"c":2}}},{}]'
     await a.send('s[{"t":"\ufffc","gone":"\ufffc"},{"none":"\ufffc"},1]')
     # Only what changed travels: deletes of things that do not exist are not broadcast.
     assert await recv(b) == 's[{"t":"\ufffc"},{},1]'
-    assert room.get() == "[{},{}]"
+    assert party_room.get() == "[{},{}]"
 
 
 async def test_messages_before_the_store_exists_are_dropped(
-    room: Room, pair: tuple[ClientConnection, ClientConnection], caplog: pytest.LogCaptureFixture
+    party_room: Room,
+    pair: tuple[ClientConnection, ClientConnection],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     a, b = pair
     with caplog.at_level(logging.INFO, logger="partywidget.server"):
         await a.send('s[{},{"early":1},1]')
-        assert room.put("[{},{}]") == 201
+        assert party_room.put("[{},{}]") == 201
         await a.send('s[{},{"late":1},1]')
         assert await recv(b) == 's[{},{"late":1},1]'
-    assert room.get() == '[{},{"late":1}]'
+    assert party_room.get() == '[{},{"late":1}]'
     assert any("no store yet" in r.getMessage() for r in caplog.records)
 
 
@@ -209,53 +211,53 @@ async def test_messages_before_the_store_exists_are_dropped(
     ],
 )
 async def test_invalid_messages_are_ignored(
-    room: Room, pair: tuple[ClientConnection, ClientConnection], bad: str
+    party_room: Room, pair: tuple[ClientConnection, ClientConnection], bad: str
 ) -> None:
     a, b = pair
-    room.put("[{},{}]")
+    party_room.put("[{},{}]")
     await a.send(bad)
     await a.send('s[{},{"ok":1},1]')
     assert await recv(b) == 's[{},{"ok":1},1]'  # nothing from the bad one came first
-    assert room.get() == '[{},{"ok":1}]'
+    assert party_room.get() == '[{},{"ok":1}]'
 
 
 @pytest.mark.parametrize("third", ["1", "true", '"1"', '" 0x1 "', "[[1]]", "1.0"])
 async def test_changes_flag_uses_javascript_loose_equality(
-    room: Room, pair: tuple[ClientConnection, ClientConnection], third: str
+    party_room: Room, pair: tuple[ClientConnection, ClientConnection], third: str
 ) -> None:
     a, b = pair
-    room.put("[{},{}]")
+    party_room.put("[{},{}]")
     await a.send(f's[{{}},{{"v":1}},{third}]')
     assert await recv(b) == 's[{},{"v":1},1]'
 
 
 async def test_binary_frames_are_ignored(
-    room: Room, pair: tuple[ClientConnection, ClientConnection]
+    party_room: Room, pair: tuple[ClientConnection, ClientConnection]
 ) -> None:
     a, b = pair
-    room.put("[{},{}]")
+    party_room.put("[{},{}]")
     await a.send(b's[{},{"bin":1},1]')
     await a.send('s[{},{"text":1},1]')
     assert await recv(b) == 's[{},{"text":1},1]'
 
 
-async def test_message_prefix(server: ServerThread, request: pytest.FixtureRequest) -> None:
-    room = Room(server, "prefixed", request.node.name)
-    room.put("[{},{}]")
-    async with room.connect("a") as a, room.connect("b") as b:
+async def test_message_prefix(limited_server: ServerThread, request: pytest.FixtureRequest) -> None:
+    party_room = Room(limited_server, "prefixed", request.node.name)
+    party_room.put("[{},{}]")
+    async with party_room.connect("a") as a, party_room.connect("b") as b:
         await a.send('s[{},{"unprefixed":1},1]')
         await a.send('tb:s[{},{"v":1},1]')
         assert await recv(b) == 'tb:s[{},{"v":1},1]'
-    assert room.get() == '[{},{"v":1}]'
+    assert party_room.get() == '[{},{"v":1}]'
 
 
 async def test_rejected_items_reconverge_the_sender(
-    server: ServerThread, request: pytest.FixtureRequest
+    limited_server: ServerThread, request: pytest.FixtureRequest
 ) -> None:
-    room = Room(server, "guarded", request.node.name)
+    party_room = Room(limited_server, "guarded", request.node.name)
     initial = '[{"locked":{"r":{"c":1}},"t2":{"keep":{"k":1},"drop":{"k":2}}},{"ro":"x","rw":0}]'
-    assert room.put(initial) == 201
-    async with room.connect("a") as a, room.connect("b") as b:
+    assert party_room.put(initial) == 201
+    async with party_room.connect("a") as a, party_room.connect("b") as b:
         await a.send(
             's[{"locked":{"r":{"c":9,"new":1}},"open":{"r":{"c":2}},'
             '"t2":{"keep":"\ufffc","drop":"\ufffc"}},{"ro":"\ufffc","rw":5},1]'
@@ -269,18 +271,18 @@ async def test_rejected_items_reconverge_the_sender(
         assert await recv(a) == 's[{},{"ro":"x"},1]'
         await a.send('s[{},{"rw":6},1]')
         assert await recv(b) == 's[{},{"rw":6},1]'
-    assert room.get() == (
+    assert party_room.get() == (
         '[{"locked":{"r":{"c":1}},"open":{"r":{"c":2}},"t2":{"keep":{"k":1}}},{"ro":"x","rw":6}]'
     )
 
 
 async def test_hooks_see_decoded_cells_and_old_cells(
-    server: ServerThread, request: pytest.FixtureRequest
+    limited_server: ServerThread, request: pytest.FixtureRequest
 ) -> None:
-    room = Room(server, "guarded", request.node.name)
+    party_room = Room(limited_server, "guarded", request.node.name)
     Guarded.calls.clear()
-    assert room.put('[{"t":{"r":{"j":"\ufffd[1]"}}},{}]') == 201
-    async with room.connect("a") as a, room.connect("b") as b:
+    assert party_room.put('[{"t":{"r":{"j":"\ufffd[1]"}}},{}]') == 201
+    async with party_room.connect("a") as a, party_room.connect("b") as b:
         await a.send('s[{"t":{"r":{"j":"\ufffd{\\"a\\":1}","n":null}}},{},1]')
         await recv(b)
     assert Guarded.calls == [
@@ -290,12 +292,12 @@ async def test_hooks_see_decoded_cells_and_old_cells(
     ]
 
 
-async def test_same_id_replaces_the_first_socket(room: Room) -> None:
-    room.put("[{},{}]")
+async def test_same_id_replaces_the_first_socket(party_room: Room) -> None:
+    party_room.put("[{},{}]")
     async with (
-        room.connect("same") as first,
-        room.connect("other") as other,
-        room.connect("same") as second,
+        party_room.connect("same") as first,
+        party_room.connect("other") as other,
+        party_room.connect("same") as second,
     ):
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(first.recv(), TIMEOUT)
@@ -307,56 +309,62 @@ async def test_same_id_replaces_the_first_socket(room: Room) -> None:
 
 
 async def test_oversize_message_closes_with_1009(
-    room: Room, caplog: pytest.LogCaptureFixture
+    party_room: Room, caplog: pytest.LogCaptureFixture
 ) -> None:
-    room.put("[{},{}]")
+    party_room.put("[{},{}]")
     with caplog.at_level(logging.WARNING, logger="partywidget.server"):
-        async with room.connect("big") as big, room.connect("peer") as peer:
+        async with party_room.connect("big") as big, party_room.connect("peer") as peer:
             await big.send('s[{},{"v":"' + "é" * 2100 + '"},1]')  # 2100 chars, 4200 bytes
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(big.recv(), TIMEOUT)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
-            async with room.connect("next") as nxt:
+            async with party_room.connect("next") as nxt:
                 await nxt.send('s[{},{"small":1},1]')
                 assert await recv(peer) == 's[{},{"small":1},1]'
-    assert room.get() == '[{},{"small":1}]'
+    assert party_room.get() == '[{},{"small":1}]'
     assert any("1009" in r.getMessage() for r in caplog.records)
 
 
-async def test_auth_refusal(server: ServerThread, request: pytest.FixtureRequest) -> None:
-    room = Room(server, "auth", request.node.name)
+async def test_auth_refusal(limited_server: ServerThread, request: pytest.FixtureRequest) -> None:
+    party_room = Room(limited_server, "auth", request.node.name)
     with pytest.raises(InvalidStatus) as refused:
-        async with room.connect("a"):
+        async with party_room.connect("a"):
             pass
     assert refused.value.response.status_code == 403
-    async with room.connect("a", token="s3cret") as a:
+    async with party_room.connect("a", token="s3cret") as a:
         await a.ping()
 
 
-async def test_unknown_party_and_bad_room_are_refused(server: ServerThread) -> None:
+async def test_unknown_party_and_bad_room_are_refused(limited_server: ServerThread) -> None:
     with pytest.raises(InvalidStatus) as unknown:
-        async with connect(f"{server.ws_url}/parties/nope/r?_pk=a", open_timeout=TIMEOUT):
+        async with connect(f"{limited_server.ws_url}/parties/nope/r?_pk=a", open_timeout=TIMEOUT):
             pass
     assert unknown.value.response.status_code == 404
     with pytest.raises(InvalidStatus) as bad:
-        async with connect(f"{server.ws_url}/parties/main/a%01b?_pk=a", open_timeout=TIMEOUT):
+        async with connect(
+            f"{limited_server.ws_url}/parties/main/a%01b?_pk=a", open_timeout=TIMEOUT
+        ):
             pass
     assert bad.value.response.status_code == 400
 
 
-async def test_party_extension_points(server: ServerThread, request: pytest.FixtureRequest) -> None:
-    room = Room(server, "echo", request.node.name)
-    async with room.connect("a") as a:
-        assert await recv(a) == f"hello a in {room.name}"
-        async with room.connect("b") as b:
-            assert await recv(b) == f"hello b in {room.name}"
+async def test_party_extension_points(
+    limited_server: ServerThread, request: pytest.FixtureRequest
+) -> None:
+    party_room = Room(limited_server, "echo", request.node.name)
+    async with party_room.connect("a") as a:
+        assert await recv(a) == f"hello a in {party_room.name}"
+        async with party_room.connect("b") as b:
+            assert await recv(b) == f"hello b in {party_room.name}"
             await b.send("hi")
             assert await recv(a) == "b: hi"
         assert await recv(a) == "bye b"
 
 
-async def test_rooms_are_isolated(server: ServerThread, request: pytest.FixtureRequest) -> None:
-    one, two = (Room(server, "main", f"{request.node.name}-{i}") for i in (1, 2))
+async def test_rooms_are_isolated(
+    limited_server: ServerThread, request: pytest.FixtureRequest
+) -> None:
+    one, two = (Room(limited_server, "main", f"{request.node.name}-{i}") for i in (1, 2))
     one.put("[{},{}]")
     two.put("[{},{}]")
     async with one.connect("a") as a1, one.connect("b") as b1, two.connect("b") as b2:
@@ -370,28 +378,28 @@ async def test_rooms_are_isolated(server: ServerThread, request: pytest.FixtureR
 async def test_sqlite_durable_across_server_restart(tmp_path: Path) -> None:
     db = tmp_path / "rooms.sqlite3"
     with run_in_thread(storage=db) as first:
-        room = Room(first, "main", "durable")
-        assert room.put('[{"t":{"r":{"c":1}}},{}]') == 201
-        async with room.connect("a") as a, room.connect("b") as b:
+        party_room = Room(first, "main", "durable")
+        assert party_room.put('[{"t":{"r":{"c":1}}},{}]') == 201
+        async with party_room.connect("a") as a, party_room.connect("b") as b:
             await a.send('s[{"t":{"r":{"c":2,"d":"\ufffd{}"}}},{"v":true},1]')
             await recv(b)
-        before = room.get()
+        before = party_room.get()
     with run_in_thread(storage=db) as second:
-        room = Room(second, "main", "durable")
-        assert room.get() == before == '[{"t":{"r":{"c":2,"d":"\ufffd{}"}}},{"v":true}]'
-        assert room.put("[{},{}]") == 205
+        party_room = Room(second, "main", "durable")
+        assert party_room.get() == before == '[{"t":{"r":{"c":2,"d":"\ufffd{}"}}},{"v":true}]'
+        assert party_room.put("[{},{}]") == 205
 
 
-def raw_websocket(server: ServerThread, path: str, receive_buffer: int) -> socket.socket:
+def raw_websocket(limited_server: ServerThread, path: str, receive_buffer: int) -> socket.socket:
     """A WebSocket client that never reads after the handshake: a tiny kernel receive
     buffer, so what the server sends to it piles up on the server's side."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     sock.settimeout(TIMEOUT)
-    sock.connect(("127.0.0.1", server.port))
+    sock.connect(("127.0.0.1", limited_server.port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: {server.host}\r\nUpgrade: websocket\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: {limited_server.host}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n".encode()
     )
@@ -444,13 +452,15 @@ async def test_a_slow_client_is_dropped_without_stalling_the_room(
     bound = 4 * (64 * 1024 * 1024 + backlog) // chunk_size
     with (
         caplog.at_level(logging.WARNING, logger="partywidget.server"),
-        run_in_thread(create_app(limits=limits)) as server,
+        run_in_thread(create_app(limits=limits)) as limited_server,
     ):
-        room = Room(server, "main", "slow")
-        assert room.put("[{},{}]") == 201
-        slow = raw_websocket(server, f"{room.path}?_pk=slow", receive_buffer=4096)
-        fast = await connect(f"{server.ws_url}{room.path}?_pk=fast", max_size=None)
-        writer = await connect(f"{server.ws_url}{room.path}?_pk=writer", max_size=None)
+        party_room = Room(limited_server, "main", "slow")
+        assert party_room.put("[{},{}]") == 201
+        slow = raw_websocket(limited_server, f"{party_room.path}?_pk=slow", receive_buffer=4096)
+        fast = await connect(f"{limited_server.ws_url}{party_room.path}?_pk=fast", max_size=None)
+        writer = await connect(
+            f"{limited_server.ws_url}{party_room.path}?_pk=writer", max_size=None
+        )
         chunk = "x" * chunk_size
 
         def dropped(id: str) -> bool:

@@ -16,23 +16,10 @@ import pytest
 from partywidget.model import DELETED
 from partywidget.partykit.persister import create_partykit_persister
 from partywidget.partykit.socket import PartySocket
-from partywidget.server.thread import run_in_thread
 from partywidget.store import create_store
 from partywidget.widget import PartyStoreWidget
 from support.waiting import wait_for
 from support.widget import comm_of, install
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = run_in_thread()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def room(request):
-    return f"w-{request.node.name}"
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from partywidget.model import DELETED
-from partywidget.server.thread import run_in_thread
 from partywidget.widget import PartyStoreWidget
 from support.waiting import wait_for
 from support.widget import (
@@ -20,18 +19,6 @@ from support.widget import (
     snapshot_content,
     view_changes,
 )
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = run_in_thread()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def room(request):
-    return f"proto-{request.node.name}"
 
 
 @pytest.fixture

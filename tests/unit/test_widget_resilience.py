@@ -28,7 +28,6 @@ from typing import Any
 import pytest
 
 from partywidget.partykit.socket import CLOSED
-from partywidget.server.thread import run_in_thread
 from partywidget.widget import PartyStoreWidget
 from support.waiting import wait_for
 from support.widget import KeepaliveServer, LoopThread, install
@@ -43,13 +42,6 @@ def keepalive_server() -> Iterator[KeepaliveServer]:
     server = KeepaliveServer()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = run_in_thread()
-    yield s
-    s.stop()
 
 
 @pytest.fixture
