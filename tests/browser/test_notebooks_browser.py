@@ -44,7 +44,9 @@ def run_all(page: Any, url: str, name: str) -> None:
     page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
 
 
-def test_quickstart_notebook_in_jupyterlab(page, jupyter, artifacts):
+def test_quickstart_notebook_in_jupyterlab(
+    page: Any, jupyter: dict[str, Any], artifacts: Path
+) -> None:
     room = f"quickstart-{uuid.uuid4().hex[:8]}"
     copy_notebook("01_quickstart.ipynb", jupyter["dir"], f"ROOM = {room!r}")
     run_all(page, jupyter["url"], "01_quickstart.ipynb")
@@ -85,7 +87,9 @@ def test_quickstart_notebook_in_jupyterlab(page, jupyter, artifacts):
         peer.close()
 
 
-def test_classroom_notebook_in_jupyterlab(page, jupyter, artifacts):
+def test_classroom_notebook_in_jupyterlab(
+    page: Any, jupyter: dict[str, Any], artifacts: Path
+) -> None:
     room = f"class-{uuid.uuid4().hex[:8]}"
     for script in ("classroom_server.py", "students.py"):
         shutil.copy(NOTEBOOKS / script, jupyter["dir"] / script)

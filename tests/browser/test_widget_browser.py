@@ -8,11 +8,14 @@ kernel's own loop. Screenshots go to ``artifacts/``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
+from partywidget.server import ServerThread
 from partywidget.widget import PartyStoreWidget
 from support.jupyter import write_notebook
 from support.waiting import wait_for
@@ -21,7 +24,7 @@ T = 60_000  # ms, generous: a cold kernel + JupyterLab on a shared 2-core machin
 
 
 @pytest.fixture
-def client(server, request):
+def client(server: ServerThread, request: pytest.FixtureRequest) -> Iterator[PartyStoreWidget]:
     room = f"browser-{request.node.name}"
     w = PartyStoreWidget(room, server.host)
     w.wait_ready(30)
@@ -81,7 +84,9 @@ def run_cell(page: Any, index: int) -> None:
     expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=T)
 
 
-def test_grid_shows_edits_and_receives_remote_changes(page, jupyter, artifacts, client):
+def test_grid_shows_edits_and_receives_remote_changes(
+    page: Any, jupyter: dict[str, Any], artifacts: Path, client: PartyStoreWidget
+) -> None:
     client.set_table(
         "pets",
         {
@@ -174,7 +179,9 @@ def test_grid_shows_edits_and_receives_remote_changes(page, jupyter, artifacts, 
     page.screenshot(path=str(artifacts / "widget-final.png"))
 
 
-def test_large_table_is_virtualised(page, jupyter, artifacts, client):
+def test_large_table_is_virtualised(
+    page: Any, jupyter: dict[str, Any], artifacts: Path, client: PartyStoreWidget
+) -> None:
     n = 100_000
     client.set_table(
         "big", {f"r{i:06d}": {"n": i, "s": f"row {i}", "b": i % 2 == 0} for i in range(n)}
@@ -212,7 +219,9 @@ def test_large_table_is_virtualised(page, jupyter, artifacts, client):
     )
 
 
-def test_notebook7_renders_and_syncs(page, jupyter, artifacts, client):
+def test_notebook7_renders_and_syncs(
+    page: Any, jupyter: dict[str, Any], artifacts: Path, client: PartyStoreWidget
+) -> None:
     pytest.importorskip("notebook", minversion="7")
     client.set_table("pets", {"fido": {"species": "dog", "legs": 4}})
     write_notebook(

@@ -9,25 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pandas as pd
 import pytest
 
-from partywidget.model import DELETED
+from partywidget.model import DELETED, Changes
 from partywidget.partykit.persister import create_partykit_persister
 from partywidget.partykit.socket import PartySocket
+from partywidget.server import ServerThread
 from partywidget.store import create_store
 from partywidget.widget import PartyStoreWidget
-from support.waiting import wait_for
+from support.waiting import eventually, wait_for
 from support.widget import comm_of, install
+
+MakeWidget = Callable[..., PartyStoreWidget]
+"""Makes a widget on the test's room (keyword arguments go to the constructor)."""
 
 
 @pytest.fixture
-def widgets(server, room, monkeypatch):
+def widgets(
+    server: ServerThread, room: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MakeWidget]:
     install(monkeypatch)
     made: list[PartyStoreWidget] = []
 
-    def make(**kwargs):
+    def make(**kwargs: Any) -> PartyStoreWidget:
         w = PartyStoreWidget(room, server.host, **kwargs)
         made.append(w)
         return w
@@ -37,7 +45,7 @@ def widgets(server, room, monkeypatch):
         w.close()
 
 
-def test_background_mode_two_widgets_sync(widgets):
+def test_background_mode_two_widgets_sync(widgets: MakeWidget) -> None:
     a, b = widgets(), widgets()
     assert not a._runner.attached
     a.wait_ready(30)
@@ -56,13 +64,13 @@ def test_background_mode_two_widgets_sync(widgets):
         b.tables["nope"]
 
 
-def test_set_table_sends_only_the_changed_cells(widgets):
+def test_set_table_sends_only_the_changed_cells(widgets: MakeWidget) -> None:
     a, b = widgets(), widgets()
     a.wait_ready(30)
     b.wait_ready(30)
     a.set_table("t", {f"r{i}": {"x": i, "y": f"s{i}"} for i in range(200)})
     wait_for(lambda: b.get_cell("t", "r199", "y") == "s199")
-    seen = []
+    seen: list[Changes] = []
     b.on_change(seen.append)
     df = a.df("t")
     df.loc["r5", "x"] = 500
@@ -71,19 +79,19 @@ def test_set_table_sends_only_the_changed_cells(widgets):
     a.tables["t"] = df
     wait_for(lambda: b.get_cell("t", "r5", "x") == 500)
     wait_for(lambda: not b.store.has_row("t", "r9"))
-    merged: dict = {}
+    merged: dict[str, Any] = {}
     for tables, _values, _ in seen:
         for row_id, row in tables["t"].items():
             merged[row_id] = row
     assert merged == {"r5": {"x": 500}, "r7": {"y": DELETED}, "r9": DELETED}
 
 
-def test_revision_and_on_change(widgets):
+def test_revision_and_on_change(widgets: MakeWidget) -> None:
     a, b = widgets(), widgets()
     a.wait_ready(30)
     b.wait_ready(30)
     r0 = b.revision
-    got = []
+    got: list[Changes] = []
     unsubscribe = b.on_change(got.append)
     a.set_cell("t", "r", "c", 1)
     wait_for(lambda: got)
@@ -97,7 +105,7 @@ def test_revision_and_on_change(widgets):
     assert len(got) == 1
 
 
-def test_frames_are_cached_until_the_table_changes(widgets):
+def test_frames_are_cached_until_the_table_changes(widgets: MakeWidget) -> None:
     a = widgets()
     a.wait_ready(30)
     a.set_table("t", {"r": {"x": 1}})
@@ -112,7 +120,7 @@ def test_frames_are_cached_until_the_table_changes(widgets):
     assert cache.builds + cache.patched == work + 1
 
 
-def test_set_table_type_errors_change_nothing(widgets):
+def test_set_table_type_errors_change_nothing(widgets: MakeWidget) -> None:
     a = widgets()
     a.wait_ready(30)
     a.set_table("t", {"r": {"x": 1}})
@@ -122,7 +130,9 @@ def test_set_table_type_errors_change_nothing(widgets):
     assert a.get_table("t") == {"r": {"x": 1}}
 
 
-async def test_attached_mode_uses_the_running_loop(server, room, monkeypatch):
+async def test_attached_mode_uses_the_running_loop(
+    server: ServerThread, room: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """As in a kernel: created on a running loop, awaited with ``await w.ready()``."""
     install(monkeypatch)
     w = PartyStoreWidget(room, server.host)
@@ -132,7 +142,7 @@ async def test_attached_mode_uses_the_running_loop(server, room, monkeypatch):
         with pytest.raises(RuntimeError, match="await"):
             w.wait_ready(1)
         await w.ready(timeout=30)
-        statuses = []
+        statuses: list[int] = []
         w.observe(lambda change: statuses.append(threading.get_ident()), names=["revision"])
         # a second client: a bare Store + persister on this same loop
         other = create_store()
@@ -140,17 +150,11 @@ async def test_attached_mode_uses_the_running_loop(server, room, monkeypatch):
         persister = create_partykit_persister(other, socket, "http")
         await persister.start_auto_persisting()
         other.set_cell("pets", "fido", "legs", 4)
-        for _ in range(1000):
-            if w.store.get_cell("pets", "fido", "legs") == 4:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: w.store.get_cell("pets", "fido", "legs") == 4, what="remote edit")
         assert w.df("pets").loc["fido", "legs"] == 4
         assert statuses and set(statuses) == {threading.get_ident()}  # traitlets on our thread
         w.set_cell("pets", "fido", "legs", 3)  # synchronous on the loop thread
-        for _ in range(1000):
-            if other.get_cell("pets", "fido", "legs") == 3:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: other.get_cell("pets", "fido", "legs") == 3, what="local edit")
         assert other.get_cell("pets", "fido", "legs") == 3
         await persister.destroy()
         await socket.aclose()
@@ -158,7 +162,7 @@ async def test_attached_mode_uses_the_running_loop(server, room, monkeypatch):
         w.close()
 
 
-def test_status_reports_an_unreachable_host(monkeypatch, port):
+def test_status_reports_an_unreachable_host(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
     install(monkeypatch)
     w = PartyStoreWidget("r", f"127.0.0.1:{port}")  # nothing listens there
     try:
@@ -170,7 +174,7 @@ def test_status_reports_an_unreachable_host(monkeypatch, port):
         w.close()
 
 
-def test_initial_content_and_schema(widgets):
+def test_initial_content_and_schema(widgets: MakeWidget) -> None:
     a = widgets(
         tables_schema={"t": {"n": {"type": "number", "default": 0}}},
         initial_content=({"t": {"r": {"n": 1}}}, {}),
@@ -181,7 +185,7 @@ def test_initial_content_and_schema(widgets):
     assert a.df("t")["n"].tolist() == [1.0, 0.0]
 
 
-def test_columns_follow_the_schema_order_in_frames_and_grid(widgets):
+def test_columns_follow_the_schema_order_in_frames_and_grid(widgets: MakeWidget) -> None:
     schema = {
         "pets": {
             "species": {"type": "string"},
@@ -200,9 +204,9 @@ def test_columns_follow_the_schema_order_in_frames_and_grid(widgets):
     assert list(a.df("pets").columns) == list(sent_schema(a)["pets"]) == ["legs", "name"]
 
 
-def sent_schema(widget):
+def sent_schema(widget: PartyStoreWidget) -> dict[str, Any]:
     """The last ``tables_schema`` state the kernel sent to the front-end (open or update)."""
-    states = [
+    states: list[dict[str, Any]] = [
         m["data"]["state"]["tables_schema"]
         for m in comm_of(widget).published
         if m["msg_type"] in ("comm_open", "comm_msg")
@@ -211,7 +215,7 @@ def sent_schema(widget):
     return states[-1]
 
 
-def test_without_schema_columns_are_first_seen(widgets):
+def test_without_schema_columns_are_first_seen(widgets: MakeWidget) -> None:
     a = widgets()
     a.wait_ready(30)
     a.set_row("t", "r1", {"b": 1, "a": 2})

@@ -11,6 +11,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from partywidget import host as host_mod
 from partywidget.host import resolve_host
 from partywidget.server.thread import run_in_thread
@@ -21,7 +23,9 @@ from support.widget import install
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_host_resolution(monkeypatch, port, caplog):
+def test_host_resolution(
+    monkeypatch: pytest.MonkeyPatch, port: int, caplog: pytest.LogCaptureFixture
+) -> None:
     install(monkeypatch)
     assert resolve_host("example.org:1234") == ("example.org:1234", "")
     monkeypatch.setenv("PARTYWIDGET_HOST", "elsewhere:99")
@@ -47,7 +51,8 @@ def test_host_resolution(monkeypatch, port, caplog):
     finally:
         w1.close()
         w2.close()
-        embedded.stop()
+        if embedded is not None:
+            embedded.stop()
     # and when something answers on the default port, it is used as is
     s = run_in_thread(port=0)
     try:
@@ -58,7 +63,9 @@ def test_host_resolution(monkeypatch, port, caplog):
         s.stop()
 
 
-def test_embedded_server_notice_is_info_on_the_package_logger(monkeypatch, port, caplog):
+def test_embedded_server_notice_is_info_on_the_package_logger(
+    monkeypatch: pytest.MonkeyPatch, port: int, caplog: pytest.LogCaptureFixture
+) -> None:
     install(monkeypatch)
     monkeypatch.delenv("PARTYWIDGET_HOST", raising=False)
     monkeypatch.setattr(host_mod, "DEFAULT_PORT", port)
@@ -76,7 +83,7 @@ def test_embedded_server_notice_is_info_on_the_package_logger(monkeypatch, port,
         embedded.stop()
 
 
-def test_embedded_server_notice_writes_nothing_to_stderr(port):
+def test_embedded_server_notice_writes_nothing_to_stderr(port: int) -> None:
     """In a fresh process with logging unconfigured (as in a kernel), the notice goes to
     the widget's banner only: no red stderr line in JupyterLab."""
     code = (

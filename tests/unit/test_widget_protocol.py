@@ -7,9 +7,12 @@ plays the remote client.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from partywidget.model import DELETED
+from partywidget.server import ServerThread
 from partywidget.widget import PartyStoreWidget
 from support.waiting import wait_for
 from support.widget import (
@@ -22,7 +25,9 @@ from support.widget import (
 
 
 @pytest.fixture
-def pair(server, room, monkeypatch):
+def pair(
+    server: ServerThread, room: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[PartyStoreWidget, PartyStoreWidget]]:
     install(monkeypatch)
     a = PartyStoreWidget(room, server.host)
     b = PartyStoreWidget(room, server.host)
@@ -33,7 +38,9 @@ def pair(server, room, monkeypatch):
     b.close()
 
 
-def test_snapshot_then_deltas_with_sequence_numbers(pair):
+def test_snapshot_then_deltas_with_sequence_numbers(
+    pair: tuple[PartyStoreWidget, PartyStoreWidget],
+) -> None:
     a, b = pair
     a.set_table("pets", {"fido": {"legs": 4}, "felix": {"legs": 4, "name": "Felix"}})
     a.set_value("open", True)
@@ -53,7 +60,7 @@ def test_snapshot_then_deltas_with_sequence_numbers(pair):
     assert got[1] == (seq + 2, ({"pets": {"felix": DELETED}}, {}, 1))
 
 
-def test_no_deltas_before_a_view_asked(pair):
+def test_no_deltas_before_a_view_asked(pair: tuple[PartyStoreWidget, PartyStoreWidget]) -> None:
     a, b = pair
     c = comm_of(a)
     b.set_cell("t", "r", "c", 1)
@@ -61,7 +68,9 @@ def test_no_deltas_before_a_view_asked(pair):
     assert [m for m in c.custom() if m["kind"] == "changes"] == []
 
 
-def test_snapshot_is_chunked(pair, monkeypatch):
+def test_snapshot_is_chunked(
+    pair: tuple[PartyStoreWidget, PartyStoreWidget], monkeypatch: pytest.MonkeyPatch
+) -> None:
     a, _ = pair
     monkeypatch.setattr(a._view, "chunk_cells", 10)
     a.set_table("t", {f"r{i}": {"x": i, "y": str(i)} for i in range(25)})
@@ -73,7 +82,9 @@ def test_snapshot_is_chunked(pair, monkeypatch):
     assert tables == {"t": {f"r{i}": {"x": i, "y": str(i)} for i in range(25)}}
 
 
-def test_view_edits_reach_the_other_client_and_are_echoed(pair):
+def test_view_edits_reach_the_other_client_and_are_echoed(
+    pair: tuple[PartyStoreWidget, PartyStoreWidget],
+) -> None:
     a, b = pair
     a.set_table("pets", {"fido": {"legs": 4}})
     wait_for(lambda: b.get_table("pets") == {"fido": {"legs": 4}})
@@ -95,7 +106,9 @@ def test_view_edits_reach_the_other_client_and_are_echoed(pair):
     assert not [m for m in c.custom()[start:] if m["kind"] == "snapshot"]
 
 
-def test_gap_in_the_views_stream_triggers_a_new_snapshot(pair):
+def test_gap_in_the_views_stream_triggers_a_new_snapshot(
+    pair: tuple[PartyStoreWidget, PartyStoreWidget],
+) -> None:
     a, _ = pair
     c = comm_of(a)
     c.from_view({"kind": "snapshot?", "view": "v"})
@@ -113,7 +126,9 @@ def test_gap_in_the_views_stream_triggers_a_new_snapshot(pair):
     assert not [m for m in c.custom()[start:] if m["kind"] == "snapshot"]
 
 
-def test_refused_edits_are_corrected(server, room, monkeypatch):
+def test_refused_edits_are_corrected(
+    server: ServerThread, room: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     install(monkeypatch)
     w = PartyStoreWidget(room, server.host, tables_schema={"t": {"n": {"type": "number"}}})
     try:
@@ -130,7 +145,7 @@ def test_refused_edits_are_corrected(server, room, monkeypatch):
         w.close()
 
 
-def test_read_only_widget(server, room, monkeypatch):
+def test_read_only_widget(server: ServerThread, room: str, monkeypatch: pytest.MonkeyPatch) -> None:
     install(monkeypatch)
     writer = PartyStoreWidget(room, server.host)
     reader = PartyStoreWidget(room, server.host, read_only=True)
@@ -162,7 +177,9 @@ def test_read_only_widget(server, room, monkeypatch):
         reader.close()
 
 
-def test_one_remote_cell_on_a_big_table_costs_under_1kb(pair):
+def test_one_remote_cell_on_a_big_table_costs_under_1kb(
+    pair: tuple[PartyStoreWidget, PartyStoreWidget],
+) -> None:
     a, b = pair
     b.set_table("big", {f"row{i}": {"a": i, "b": f"s{i}", "c": i * 0.5} for i in range(20_000)})
     wait_for(lambda: len(a.df("big")) == 20_000, timeout=60, what="big table loaded")

@@ -23,11 +23,13 @@ import pathlib
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from partywidget.partykit.socket import CLOSED
+from partywidget.server import ServerThread
 from partywidget.widget import PartyStoreWidget
 from support.waiting import wait_for
 from support.widget import KeepaliveServer, LoopThread, install
@@ -51,7 +53,9 @@ def peer_loop() -> Iterator[LoopThread]:
     thread.stop()
 
 
-def test_socket_options_reach_the_socket(server, monkeypatch):
+def test_socket_options_reach_the_socket(
+    server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     install(monkeypatch)
     w = PartyStoreWidget("opts", server.host, socket_options=FAST)
     try:
@@ -68,7 +72,9 @@ def test_socket_options_reach_the_socket(server, monkeypatch):
         PartyStoreWidget("opts", server.host, socket_options={"no_such_option": 1})
 
 
-def test_blocked_background_loop_reconnects_and_resyncs(keepalive_server, peer_loop, monkeypatch):
+def test_blocked_background_loop_reconnects_and_resyncs(
+    keepalive_server: KeepaliveServer, peer_loop: LoopThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     install(monkeypatch)
     room = "blocked-daemon-loop"
     w = PartyStoreWidget(room, keepalive_server.host, socket_options=FAST)
@@ -184,8 +190,11 @@ def kernel() -> Iterator[Kernel]:
 
 
 def test_blocking_cell_in_a_real_kernel_ends_in_reconnect_and_resync(
-    kernel, keepalive_server, tmp_path, monkeypatch
-):
+    kernel: Kernel,
+    keepalive_server: KeepaliveServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     install(monkeypatch)
     room = "blocked-kernel"
     flag = tmp_path / "release"
@@ -259,7 +268,9 @@ def test_blocking_cell_in_a_real_kernel_ends_in_reconnect_and_resync(
 # --------------------------------------------------------------------------------------
 
 
-def test_flush_until_and_server_content_in_background_mode(server, monkeypatch):
+def test_flush_until_and_server_content_in_background_mode(
+    server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     install(monkeypatch)
     a = PartyStoreWidget("flush-bg", server.host)
     b = PartyStoreWidget("flush-bg", server.host)
@@ -290,7 +301,9 @@ def test_flush_until_and_server_content_in_background_mode(server, monkeypatch):
         a.wait_until(lambda: False, 5)
 
 
-async def test_flush_and_until_are_awaitable_on_the_loop(server, monkeypatch):
+async def test_flush_and_until_are_awaitable_on_the_loop(
+    server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """As in a kernel: on the widget's own loop they must be awaited (blocking would
     freeze the loop that does the work)."""
     install(monkeypatch)
@@ -318,7 +331,7 @@ async def test_flush_and_until_are_awaitable_on_the_loop(server, monkeypatch):
         await asyncio.sleep(0)  # let the spawned closes start
 
 
-def test_waiting_methods_are_coroutines_with_blocking_twins():
+def test_waiting_methods_are_coroutines_with_blocking_twins() -> None:
     """One rule: never a return type that depends on the calling thread."""
     for name in ("ready", "until", "flush", "server_content"):
         assert inspect.iscoroutinefunction(getattr(PartyStoreWidget, name)), name
@@ -329,7 +342,9 @@ def test_waiting_methods_are_coroutines_with_blocking_twins():
         )
 
 
-def test_flush_waits_for_a_socket_that_is_not_open(monkeypatch, port):
+def test_flush_waits_for_a_socket_that_is_not_open(
+    monkeypatch: pytest.MonkeyPatch, port: int
+) -> None:
     install(monkeypatch)
     w = PartyStoreWidget("nobody", f"127.0.0.1:{port}")  # nothing listens there
     try:
@@ -340,7 +355,9 @@ def test_flush_waits_for_a_socket_that_is_not_open(monkeypatch, port):
         w.close()
 
 
-def test_close_of_a_never_connected_widget_finishes_its_shutdown(monkeypatch, port):
+def test_close_of_a_never_connected_widget_finishes_its_shutdown(
+    monkeypatch: pytest.MonkeyPatch, port: int
+) -> None:
     """The initial load waits up to ``open_timeout`` for the socket; close() must not."""
     install(monkeypatch)
     w = PartyStoreWidget(
