@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +62,13 @@ def bench_materialise(sizes: list[int], repeat: int) -> list[dict[str, Any]]:
     out = []
     for n in sizes:
         store = create_store().set_table("t", _rows(n))
-        cold = _median_ms(lambda store=store: table_to_frame(store, "t"), repeat)
+        cold = _median_ms(partial(table_to_frame, store, "t"), repeat)
         # CPU time of this thread too: on a shared machine wall time includes waiting for a
         # core; the CPU figure is what the build itself costs
-        cold_cpu = _median_ms(
-            lambda store=store: table_to_frame(store, "t"), repeat, time.thread_time
-        )
+        cold_cpu = _median_ms(partial(table_to_frame, store, "t"), repeat, time.thread_time)
         cache = FrameCache(store)
         cache.frame("t")
-        cached = _median_ms(lambda cache=cache: cache.frame("t"), repeat * 10)
+        cached = _median_ms(partial(cache.frame, "t"), repeat * 10)
         counter = iter(range(1, 10**9))
 
         def edit_then_frame(
@@ -81,9 +80,7 @@ def bench_materialise(sizes: list[int], repeat: int) -> list[dict[str, Any]]:
         after_edit = _median_ms(edit_then_frame, repeat)
         df = table_to_frame(store, "t")
         df.loc["r1", "n"] = -1
-        diff = _median_ms(
-            lambda store=store, df=df: table_changes_from_frame(store, "t", df), repeat
-        )
+        diff = _median_ms(partial(table_changes_from_frame, store, "t", df), repeat)
         changes = table_changes_from_frame(store, "t", df)
         assert changes == ({"t": {"r1": {"n": -1}}}, {}, 1), changes
         out.append(
@@ -130,6 +127,18 @@ def _wait(cond: Callable[[], Any], timeout: float = 300.0) -> None:
         time.sleep(0.01)
 
 
+def _has_rows(widget: PartyStoreWidget, n: int) -> bool:
+    return widget.store.get_row_count("t") == n
+
+
+def _has_cell(widget: PartyStoreWidget, row_id: str, name: str) -> bool:
+    return bool(widget.get_cell("t", row_id, "name") == name)
+
+
+def _has_kind(recorder: _RecordingComm, start: int, kind: str) -> bool:
+    return kind in recorder.kinds[start:]
+
+
 def bench_frontend_bytes(sizes: list[int]) -> list[dict[str, Any]]:
     original = comm.create_comm
     comm.create_comm = _RecordingComm
@@ -143,7 +152,7 @@ def bench_frontend_bytes(sizes: list[int]) -> list[dict[str, Any]]:
             remote.set_table("t", _rows(n))
             local = PartyStoreWidget(room, server.host)
             local.wait_ready(120)
-            _wait(lambda local=local, n=n: local.store.get_row_count("t") == n)
+            _wait(partial(_has_rows, local, n))
             c = local.comm
             assert isinstance(c, _RecordingComm)
             start = len(c.sent)
@@ -159,8 +168,8 @@ def bench_frontend_bytes(sizes: list[int]) -> list[dict[str, Any]]:
             snapshot_parts = len(c.sent) - start
             start = len(c.sent)
             remote.set_cell("t", f"r{n // 2}", "name", "changed")
-            _wait(lambda local=local, n=n: local.get_cell("t", f"r{n // 2}", "name") == "changed")
-            _wait(lambda c=c, start=start: "changes" in c.kinds[start:])
+            _wait(partial(_has_cell, local, f"r{n // 2}", "changed"))
+            _wait(partial(_has_kind, c, start, "changes"))
             time.sleep(0.2)  # let anything else this change causes be sent too
             out.append(
                 {

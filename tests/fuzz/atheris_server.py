@@ -24,13 +24,13 @@ from pathlib import Path
 import atheris  # type: ignore[import-untyped]
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # for `support`
 
 with atheris.instrument_imports(include=["partywidget"]):
     import partywidget.codec
     import partywidget.server  # noqa: F401
 
-from test_fuzz_server import Harness  # noqa: E402
+from support.fuzz import Harness  # noqa: E402
 
 logging.getLogger("partywidget.server").propagate = False  # quiet: the harness records
 harness = Harness()

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from partywidget.model import Content
 from partywidget.server import ServerThread, TinyBasePartyKitServer, create_app, run_in_thread
 from support.node import NodePeers
 from support.partykit import PartykitDev
@@ -109,7 +110,7 @@ class Locked(TinyBasePartyKitServer):
 async def test_rejected_change_reconverges_a_tinybase_client(
     node_peers: NodePeers, room: str
 ) -> None:
-    initial = ({"locked": {"r": {"c": 1}}, "open": {"r": {"c": 1}}}, {})
+    initial: Content = ({"locked": {"r": {"c": 1}}, "open": {"r": {"c": 1}}}, {})
     with run_in_thread(create_app(parties={"main": Locked})) as server:
         await node_peers.connect("a", host=server.host, room=room, initial_content=initial)
         await node_peers.connect("b", host=server.host, room=room)
@@ -121,7 +122,7 @@ async def test_rejected_change_reconverges_a_tinybase_client(
                 ["setCell", "open", "r", "c", 2],
             ],
         )
-        expected = ({"locked": {"r": {"c": 1}}, "open": {"r": {"c": 2}}}, {})
+        expected: Content = ({"locked": {"r": {"c": 1}}, "open": {"r": {"c": 2}}}, {})
         await node_peers.wait_for_content("b", expected)
         await node_peers.wait_for_content("a", expected)  # the `s` reply undid the rest
         await node_peers.call("a", "delTable", "locked")

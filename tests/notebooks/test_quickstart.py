@@ -40,7 +40,7 @@ _pw_dump({
 
 def exercise(run: NotebookRun, peer: PartyStoreWidget, expected_host: str | None) -> dict[str, Any]:
     run.run_until_cleanup()
-    state = run.json(STATE)
+    state: dict[str, Any] = run.json(STATE)
     if expected_host is not None:
         assert state["host"] == expected_host
     assert state["status"] == "connected"

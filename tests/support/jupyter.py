@@ -12,7 +12,7 @@ def delete_sessions(url: str) -> None:
     """Kernels outlive pages: shut every session down (needs the _xsrf cookie)."""
     with httpx.Client(base_url=url, timeout=10) as client:
         client.get("/lab")
-        xsrf = client.cookies.get("_xsrf", "")
+        xsrf = client.cookies.get("_xsrf") or ""
         for session in client.get("/api/sessions").json():
             client.delete(f"/api/sessions/{session['id']}", headers={"X-XSRFToken": xsrf})
 

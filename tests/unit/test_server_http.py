@@ -40,7 +40,10 @@ class CustomPath(TinyBasePartyKitServer):
 
 
 class NoSecrets(TinyBasePartyKitServer):
-    def can_set_cell(self, table_id: str, row_id: str, cell_id: str, cell: Any, *rest: Any) -> bool:
+    # A plain (not async) hook on purpose: the server accepts both.
+    def can_set_cell(  # type: ignore[override]
+        self, table_id: str, row_id: str, cell_id: str, cell: Any, *rest: Any
+    ) -> bool:
         return table_id != "secret"
 
     async def can_set_value(self, value_id: str, value: Any, *rest: Any) -> bool:

@@ -21,7 +21,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from partywidget.codec import decode_changes, encode_changes
-from partywidget.model import DELETED
+from partywidget.model import DELETED, Content
 from partywidget.server.app import create_app
 from partywidget.server.room import Connection
 from partywidget.server.thread import ServerThread, run_in_thread
@@ -99,7 +99,7 @@ CASES: dict[str, tuple[tuple[dict[str, Any], dict[str, Any]], tuple[Any, Any]]] 
         ({"t": {"r": {"lockedC": 1}}}, {"lockedV": 1}),
     ),
 }
-PROBE = (({}, {"lockedV": 9}), ({}, {"lockedV": 1}))
+PROBE: tuple[Content, Content] = (({}, {"lockedV": 9}), ({}, {"lockedV": 1}))
 #: Deletions of things that do not exist: refused, nothing to correct.
 ABSENT = {
     "delete absent table": ({"lockedX": D}, {}),

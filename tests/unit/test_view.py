@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from partywidget.codec import decode_changes, decode_content, encode_changes
-from partywidget.model import DELETED
+from partywidget.model import DELETED, Changes, Content
 from partywidget.store import create_store
 from partywidget.view import (
     CHANGES,
@@ -47,7 +47,7 @@ def reassemble(messages: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str
     return tables, values
 
 
-CONTENT = (
+CONTENT: Content = (
     {"t": {f"r{i}": {"x": i, "y": str(i)} for i in range(25)}, "u": {"a": {"j": [1, {"k": 2}]}}},
     {"open": True},
 )
@@ -177,7 +177,7 @@ def test_forget_stops_deltas() -> None:
 def test_corrections_are_the_stores_cells_where_it_refused() -> None:
     store = create_store().set_tables_schema({"t": {"n": {"type": "number"}}})
     store.set_row("t", "r", {"n": 1})
-    requested = ({"t": {"r": {"n": "not a number"}, "q": {"n": 2}}}, {}, 1)
+    requested: Changes = ({"t": {"r": {"n": "not a number"}, "q": {"n": 2}}}, {}, 1)
     store.apply_changes(requested)  # the string is refused, the new row taken
     assert corrections(requested, store) == ({"t": {"r": {"n": 1}}}, {}, 1)
 
