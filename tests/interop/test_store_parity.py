@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -21,12 +20,17 @@ import pytest
 
 from partywidget.model import DELETED
 from partywidget.store import Store, create_store
+from support.node import node_available
 
 ROOT = Path(__file__).resolve().parents[2]
 UNDEF = "<undefined>"
 UNDEF_ARG = {"$undefined": 1}
 
-pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+_NO_NODE = node_available()
+pytestmark = [
+    pytest.mark.node,
+    pytest.mark.skipif(_NO_NODE is not None, reason=f"Node unavailable: {_NO_NODE}"),
+]
 
 KINDS = {
     "HasTables": 0,
