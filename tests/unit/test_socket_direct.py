@@ -11,27 +11,19 @@ mixed with whole ones, binary messages, async iteration, and a listener reconnec
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 
 from partywidget.partykit.socket import MessageEvent, PartySocket
 from support.waiting import eventually
+from support.wsserver import ws_server
 
 FAST: dict[str, Any] = {
     "min_reconnection_delay": 0.01,
     "max_reconnection_delay": 0.05,
     "connection_timeout": 5.0,
 }
-
-
-@asynccontextmanager
-async def server(handler: Callable[[ServerConnection], Awaitable[None]]) -> AsyncIterator[str]:
-    async with serve(handler, "127.0.0.1", 0) as srv:
-        port = next(iter(srv.sockets)).getsockname()[1]
-        yield f"127.0.0.1:{port}"
 
 
 def collect(sock: PartySocket) -> list[str | bytes]:
@@ -49,7 +41,7 @@ async def test_messages_sent_with_the_handshake_arrive_first_and_in_order() -> N
             await ws.send(f"m{i}")
         await ws.wait_closed()
 
-    async with server(burst) as host:
+    async with ws_server(burst) as host:
         sock = PartySocket(host, "r", **FAST)
         got = collect(sock)
         await sock.wait_open(timeout=10)
@@ -68,7 +60,7 @@ async def test_fragmented_messages_keep_their_place() -> None:
         await ws.send("whole 6")
         await ws.wait_closed()
 
-    async with server(mixed) as host:
+    async with ws_server(mixed) as host:
         sock = PartySocket(host, "r", **FAST)
         got = collect(sock)
         iterated: list[str | bytes] = []
@@ -100,7 +92,7 @@ async def test_a_listener_that_reconnects_stops_the_old_connections_messages() -
             await ws.send("new")
         await ws.wait_closed()
 
-    async with server(talk) as host:
+    async with ws_server(talk) as host:
         sock = PartySocket(host, "r", **FAST)
         got: list[Any] = []
 

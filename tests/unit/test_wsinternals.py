@@ -9,27 +9,17 @@ event-loop turn slower per message. Real websockets servers on loopback.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.version import version as websockets_version
 
 from partywidget.partykit import _wsinternals
 from partywidget.partykit.socket import MessageEvent, PartySocket
+from support.wsserver import ws_server
 
 FAST: dict[str, Any] = {"min_reconnection_delay": 0.01, "max_reconnection_delay": 0.05}
-
-
-@asynccontextmanager
-async def server(
-    handler: Callable[[ServerConnection], Awaitable[None]], **kwargs: Any
-) -> AsyncIterator[str]:
-    async with serve(handler, "127.0.0.1", 0, **kwargs) as srv:
-        port = next(iter(srv.sockets)).getsockname()[1]
-        yield f"ws://127.0.0.1:{port}/"
 
 
 async def echo(ws: ServerConnection) -> None:
@@ -51,8 +41,7 @@ def test_the_installed_websockets_is_one_the_internals_were_checked_against() ->
 async def test_messages_are_delivered_from_the_network_callback() -> None:
     """Direct delivery means the listener runs inside ``data_received``, a plain loop
     callback, not in the task that ``recv()`` would wake a turn later."""
-    async with server(echo) as url:
-        host = url.removeprefix("ws://").rstrip("/")
+    async with ws_server(echo) as host:
         sock = PartySocket(host, "r", **FAST)
         tasks: list[asyncio.Task[Any] | None] = []
         got: list[Any] = []
@@ -76,8 +65,7 @@ async def test_messages_are_delivered_from_the_network_callback() -> None:
 
 async def test_the_stock_connection_still_works() -> None:
     """What a websockets version outside the checked range gets: the same behaviour."""
-    async with server(echo) as url:
-        host = url.removeprefix("ws://").rstrip("/")
+    async with ws_server(echo) as host:
         sock = PartySocket(
             host, "r", connect_kwargs={"create_connection": ClientConnection}, **FAST
         )
@@ -111,10 +99,12 @@ async def test_write_now_writes_until_flow_control_would_wait() -> None:
             received.append(message)
 
     chunk = "x" * 65536
-    async with server(slow_reader, max_queue=1, max_size=None) as url:
+    async with ws_server(slow_reader, max_queue=1, max_size=None) as host:
         # No compression: repeated text would shrink to nothing and never push back.
         ws = await connect(
-            url, create_connection=_wsinternals.DirectClientConnection, compression=None
+            f"ws://{host}/",
+            create_connection=_wsinternals.DirectClientConnection,
+            compression=None,
         )
         low, _high = ws.transport.get_write_buffer_limits()
         written = 0
@@ -138,8 +128,8 @@ async def test_close_frames_report_both_sides() -> None:
     async def closer(ws: ServerConnection) -> None:
         await ws.close(4001, "bye")
 
-    async with server(closer) as url:
-        ws = await connect(url, create_connection=_wsinternals.DirectClientConnection)
+    async with ws_server(closer) as host:
+        ws = await connect(f"ws://{host}/", create_connection=_wsinternals.DirectClientConnection)
         await ws.wait_closed()
         rcvd, sent = _wsinternals.close_frames(ws)
         assert rcvd is not None and (rcvd.code, rcvd.reason) == (4001, "bye")
