@@ -77,6 +77,7 @@ from . import frames as _frames
 from ._loop import LoopRunner, StallWatch, stall_watch
 from .changes import changes_is_empty, diff_content
 from .codec import CodecError, decode_changes, decode_content, encode_changes, encode_content
+from .jsvalue import cells_equal as _same
 from .model import DELETED, Changes, Content
 
 if TYPE_CHECKING:
@@ -953,7 +954,3 @@ class PartyStoreWidget(anywidget.AnyWidget):
 
     def __repr__(self) -> str:
         return f"PartyStoreWidget(room={self.room!r}, host={self.host!r}, status={self.status!r})"
-
-
-def _same(a: Any, b: Any) -> bool:
-    return _frames._cells_equal(a, b)

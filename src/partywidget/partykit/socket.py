@@ -68,7 +68,6 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import partial
 from typing import Any, ClassVar, Final, Literal, TypeAlias
 
@@ -77,6 +76,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Event, State
 from websockets.typing import Subprotocol
+
+from partywidget.jsvalue import js_key_order, js_number_str
 
 __all__ = [
     "CLOSED",
@@ -218,34 +219,6 @@ def _room_base_url(
     return f"{scheme}://{host}/{base}{'/' + path if path else ''}"
 
 
-def _js_number_text(x: float) -> str:
-    """``String(x)`` for a JavaScript number (shortest round-trip digits, JS exponents)."""
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    if x == 0:
-        return "0"
-    sign = "-" if x < 0 else ""
-    _, digit_tuple, exponent = Decimal(repr(abs(x))).as_tuple()
-    assert isinstance(exponent, int)
-    digits = "".join(map(str, digit_tuple)).rstrip("0") or "0"
-    # value = 0.DIGITS * 10**n
-    n = exponent + len(digit_tuple)
-    k = len(digits)
-    if k <= n <= 21:
-        text = digits + "0" * (n - k)
-    elif 0 < n <= 21:
-        text = f"{digits[:n]}.{digits[n:]}"
-    elif -6 < n <= 0:
-        text = "0." + "0" * -n + digits
-    else:
-        e = n - 1
-        mantissa = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
-        text = f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
-    return sign + text
-
-
 def _query_value_text(value: QueryValue) -> str:
     if isinstance(value, str):
         return value
@@ -254,7 +227,7 @@ def _query_value_text(value: QueryValue) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return _js_number_text(value)
+        return js_number_str(value)
     raise TypeError(f"query values must be str, int, float, bool or None, not {type(value)!r}")
 
 
@@ -276,27 +249,12 @@ def _form_encode(text: str) -> str:
     return "".join(out)
 
 
-def _js_key_order(keys: list[str]) -> list[str]:
-    """Object.entries order: array-index keys ascending first, then insertion order."""
-
-    def is_index(key: str) -> bool:
-        return (
-            key.isascii()
-            and key.isdigit()
-            and (key == "0" or key[0] != "0")
-            and (int(key) < 2**32 - 1)
-        )
-
-    indices = sorted((k for k in keys if is_index(k)), key=int)
-    return indices + [k for k in keys if not is_index(k)]
-
-
 def _query_string(pk: str, query: QueryMapping | None) -> str:
     pairs: list[tuple[str, str]] = [("_pk", pk)]
     if query:
         if not isinstance(query, Mapping):
             raise TypeError(f"query must be a mapping, not {type(query)!r}")
-        for key in _js_key_order([str(k) for k in query]):
+        for key in js_key_order([str(k) for k in query]):
             value = query[key]
             if value is not None:
                 pairs.append((key, _query_value_text(value)))
