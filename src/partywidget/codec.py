@@ -118,6 +118,8 @@ class _NeedsSlowPath(Exception):
 def js_number(x: int | float) -> str:
     """The JSON text of a finite number, as JavaScript writes it (see
     :func:`partywidget.jsvalue.js_number`); :class:`CodecError` for anything else."""
+    if x.__class__ is int and -_MAX_SAFE <= x <= _MAX_SAFE:
+        return int.__repr__(x)  # the common case, without the error wrapping
     try:
         return _js_number(x)
     except (TypeError, ValueError) as e:

@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final
 
-from .model import DELETED
+from .model import DELETED, Deleted
 
 __all__ = [
     "DELETED_MARKER",
@@ -158,7 +158,7 @@ def js_number(x: int | float) -> str:
     """
     if x.__class__ is int and -MAX_SAFE_INT <= x <= MAX_SAFE_INT:
         return int.__repr__(x)
-    if isinstance(x, bool) or not isinstance(x, int | float):
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise TypeError(f"{type(x).__name__} is not a number")
     try:
         value = float(x)
@@ -194,26 +194,35 @@ def cells_equal(a: Any, b: Any) -> bool:
       numbers compared as JSON text (``4`` equals ``4.0``; ``true`` differs from ``1``);
     * :data:`~partywidget.model.DELETED` (``undefined``) only equals itself.
     """
+    if a is b:
+        return a.__class__ is not float or a == a  # NaN is not NaN
     ta = a.__class__
-    if ta is b.__class__:
-        if ta is str or ta is bool or a is None:
-            return a is b or a == b
-        if ta is int:
-            return a == b or _big_ints_equal(a, b)
-        if ta is float:
-            return bool(a == b)
+    tb = b.__class__
+    if ta is tb:
         if ta is dict:
             return _objects_equal(a, b)
         if ta is list:
             return len(a) == len(b) and all(map(cells_equal, a, b))
-        return a is b or _other_equal(a, b)
-    tb = b.__class__
-    if (ta is int and tb is float) or (ta is float and tb is int):
-        return a == b or _big_ints_equal(a, b)
+        if ta is int:
+            return a == b or _big_ints_equal(a, b)
+        if ta in _SCALARS:
+            return bool(a == b)
+        return _other_equal(a, b)
+    if ta in _BUILTINS and tb in _BUILTINS:
+        if (ta is int and tb is float) or (ta is float and tb is int):
+            return a == b or _big_ints_equal(a, b)
+        return False
     return _other_equal(a, b)
 
 
+_SCALARS: Final = frozenset({str, float, bool, type(None), Deleted})
+_BUILTINS: Final = _SCALARS | {int, dict, list}
+
+
 def _big_ints_equal(a: int | float, b: int | float) -> bool:
+    """Unequal in Python, maybe equal as JavaScript's doubles (beyond 2**53)."""
+    if -MAX_SAFE_INT <= a <= MAX_SAFE_INT and -MAX_SAFE_INT <= b <= MAX_SAFE_INT:
+        return False
     try:
         return float(a) == float(b)
     except OverflowError:
@@ -263,12 +272,15 @@ def _json_base(x: Any) -> type | None:
 def js_truthy(value: Any) -> bool:
     """JavaScript truthiness of a JSON value: ``[]`` and ``{}`` are truthy, ``NaN``,
     ``0``, ``""``, ``null`` and ``undefined`` (DELETED) are falsy."""
-    if isinstance(value, dict | list | tuple):
+    cls = value.__class__
+    if cls is dict or cls is list:
         return True
     if value is DELETED:
         return False
-    if value.__class__ is float:
-        return value == value and value != 0.0
+    if isinstance(value, (dict, list, tuple)):
+        return True
+    if isinstance(value, float):
+        return not (value != value or value == 0.0)  # NaN and zeros are falsy
     return bool(value)
 
 
