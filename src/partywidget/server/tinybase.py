@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
@@ -37,7 +36,11 @@ from typing import Any, ClassVar, Final
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from partywidget.codec import CodecError, decode_cell, js_dumps, js_loads, js_number
+from partywidget.codec import CodecError, decode_cell, js_dumps, js_loads
+from partywidget.jsvalue import DELETED_MARKER, JSON_MARKER
+from partywidget.jsvalue import js_string as _js_to_string
+from partywidget.jsvalue import js_to_number as _js_to_number
+from partywidget.jsvalue import js_truthy as _js_truthy
 from partywidget.model import DELETED
 from partywidget.server.room import Connection, PartyServer, Room, maybe_await, printable
 from partywidget.server.storage import StorageTransaction
@@ -46,8 +49,6 @@ __all__ = ["CORS_HEADERS", "TinyBasePartyKitServer", "TinyBaseServerConfig"]
 
 log = logging.getLogger("partywidget.server")
 
-DELETED_MARKER: Final = "\ufffc"
-JSON_MARKER: Final = "\ufffd"
 SET_CHANGES: Final = "s"
 HAS_STORE: Final = "hasStore"
 CORS_HEADERS: Final[Mapping[str, str]] = {
@@ -84,43 +85,6 @@ class TinyBaseServerConfig:
 # JavaScript semantics the reference relies on, reproduced so that exactly the same
 # inputs are accepted.
 
-_JS_SPACE: Final = (
-    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
-    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-)
-_JS_DECIMAL: Final = re.compile(r"[+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)")
-_JS_RADIX: Final = {"x": (16, "0123456789abcdefABCDEF"), "o": (8, "01234567"), "b": (2, "01")}
-
-
-def _js_to_number(text: str) -> float:
-    """JavaScript's ``Number(string)``."""
-    s = text.strip(_JS_SPACE)
-    if not s:
-        return 0.0
-    if len(s) > 2 and s[0] == "0" and s[1].lower() in _JS_RADIX:
-        base, digits = _JS_RADIX[s[1].lower()]
-        return float(int(s[2:], base)) if all(c in digits for c in s[2:]) else math.nan
-    if _JS_DECIMAL.fullmatch(s):
-        return float(s.replace("Infinity", "inf"))
-    return math.nan
-
-
-def _js_to_string(x: Any) -> str:
-    """JavaScript's ``String(x)`` for parsed JSON values (arrays join with commas)."""
-    if x is None or x is DELETED:
-        return ""
-    if x is True:
-        return "true"
-    if x is False:
-        return "false"
-    if isinstance(x, int | float):
-        return js_number(x)
-    if isinstance(x, str):
-        return x
-    if isinstance(x, list):
-        return ",".join(_js_to_string(item) for item in x)
-    return "[object Object]"
-
 
 def _js_equals_one(x: Any) -> bool:
     """JavaScript's ``x == 1`` (the reference's check of a Changes' third element)."""
@@ -131,12 +95,6 @@ def _js_equals_one(x: Any) -> bool:
     if isinstance(x, int | float):
         return bool(x == 1)
     return _js_to_number(_js_to_string(x)) == 1
-
-
-def _js_truthy(x: Any) -> bool:
-    if isinstance(x, dict | list):
-        return True
-    return bool(x) and not (isinstance(x, float) and math.isnan(x))
 
 
 def _replace_undefined(obj: Any) -> Any:
