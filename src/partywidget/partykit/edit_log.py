@@ -170,20 +170,19 @@ class EditLog:
             value_history[value_id] = _appended(value_history.get(value_id), value)
         self.size += size
 
-    def note_remote(self, data: Any) -> bool:
+    def note_remote(self, changes: Changes) -> bool:
         """A broadcast arrived: the server ordered it after everything we sent before.
 
         So what it touches is no longer ours to re-send (re-sending would overwrite a
         newer value), and its values are now the server's: the histories restart there.
-        Returns ``False`` for a whole Content (nothing of ours survives it: the caller
-        forgets the log).
+        Returns whether it touched something still unconfirmed: then the two edits may
+        have crossed on the wire (the server applying ours last) -- worth a check.
         """
-        if len(data) != 3:
-            return False
-        tables, values = data[0], data[1]
+        tables, values = changes[0], changes[1]
+        crossed = False
         for sent in self.entries:
-            _remove_touched(sent, tables, values)
-        if self.entries and any(changes_is_empty(u) for u in self.entries):
+            crossed = _remove_touched(sent, tables, values) or crossed
+        if crossed:
             self.entries = [u for u in self.entries if not changes_is_empty(u)]
         history = self._history
         for table_id, table in tables.items():
@@ -206,7 +205,7 @@ class EditLog:
         for value_id, value in values.items():
             if value_id in value_history:
                 value_history[value_id] = [value]
-        return True
+        return crossed
 
     def forget(self, *, keep_history: bool) -> None:
         """Empty the log (the server has all of it); the histories too unless edits
@@ -219,12 +218,27 @@ class EditLog:
 
     # -- comparing with the server ------------------------------------------------------
     def lost(self, content: Content) -> list[Changes]:
-        """What of the log the server (``content``) lacks: the edits lost in flight."""
+        """What of the log the server (``content``) lacks: the edits lost in flight.
+
+        An entry is judged only on what no later entry overwrote: comparing an early
+        value with a cell a later entry changed again would take our own newer value on
+        the server for a loss, and re-send the older one after it. And a deletion found
+        lost wipes what later entries set in that row/table, so those cells are re-sent
+        after it even where the server already has them.
+        """
         lost: list[Changes] = []
-        for sent in self.entries:
-            part = self._lost_part(sent, content)
+        wiped: set[tuple[str, ...]] = set()
+        for sent, superseded in zip(self.entries, _superseded(self.entries), strict=True):
+            part = self._lost_part(sent, content, superseded, wiped)
             if not changes_is_empty(part):
                 lost.append(part)
+                for table_id, table in part[0].items():
+                    if table is DELETED:
+                        wiped.add((table_id,))
+                        continue
+                    for row_id, row in table.items():
+                        if row is DELETED:
+                            wiped.add((table_id, row_id))
         return lost
 
     def recover(self, content: Content, unsent: list[Changes]) -> list[Changes]:
@@ -256,31 +270,52 @@ class EditLog:
             for cell_id, cell in row.items()
         )
 
-    def _lost_part(self, sent: Changes, content: Content) -> Changes:
+    def _lost_part(
+        self,
+        sent: Changes,
+        content: Content,
+        superseded: set[tuple[str, ...]],
+        wiped: set[tuple[str, ...]],
+    ) -> Changes:
         server_tables, server_values = content
         tables: dict[str, Any] = {}
         for table_id, table in sent[0].items():
             server_table = server_tables.get(table_id)
             if table is DELETED:
-                if server_table and all(
-                    self._ours(table_id, row_id, row) for row_id, row in server_table.items()
+                if (
+                    ("t", table_id) not in superseded
+                    and server_table
+                    and all(
+                        self._ours(table_id, row_id, row) for row_id, row in server_table.items()
+                    )
                 ):
                     tables[table_id] = DELETED
                 continue
             for row_id, row in table.items():
                 server_row = server_table.get(row_id) if server_table else None
                 if row is DELETED:
-                    if server_row and self._ours(table_id, row_id, server_row):
+                    if (
+                        ("r", table_id, row_id) not in superseded
+                        and server_row
+                        and self._ours(table_id, row_id, server_row)
+                    ):
                         tables.setdefault(table_id, {})[row_id] = DELETED
                     continue
+                again = (table_id,) in wiped or (table_id, row_id) in wiped
                 for cell_id, cell in row.items():
+                    if ("c", table_id, row_id, cell_id) in superseded:
+                        continue  # a later entry decides
                     now = server_row.get(cell_id, DELETED) if server_row else DELETED
                     if cells_equal(now, cell):
-                        continue  # confirmed
-                    if _in_history(self._cell_history(table_id, row_id, cell_id), now):
-                        tables.setdefault(table_id, {}).setdefault(row_id, {})[cell_id] = cell
+                        if not again:
+                            continue  # confirmed
+                    elif not _in_history(self._cell_history(table_id, row_id, cell_id), now):
+                        continue  # someone else's later edit
+                    tables.setdefault(table_id, {}).setdefault(row_id, {})[cell_id] = cell
         values: dict[str, Any] = {}
         for value_id, value in sent[1].items():
+            if ("v", value_id) in superseded:
+                continue
             now = server_values.get(value_id, DELETED)
             if cells_equal(now, value):
                 continue
@@ -356,16 +391,19 @@ def _in_history(history: Any, value: Any, *, missing: bool = True) -> bool:
     return any(cells_equal(known, value) for known in history)
 
 
-def _remove_touched(sent: Changes, tables: dict[str, Any], values: dict[str, Any]) -> None:
+def _remove_touched(sent: Changes, tables: dict[str, Any], values: dict[str, Any]) -> bool:
     """Drop from ``sent`` (in place) every entry an incoming Changes overlaps: a cell
-    set or deleted there, or anything inside a row/table deleted on either side."""
+    set or deleted there, or anything inside a row/table deleted on either side.
+    Returns whether anything was dropped."""
     sent_tables, sent_values = sent[0], sent[1]
+    touched = False
     for table_id, table in tables.items():
         sent_table = sent_tables.get(table_id)
         if sent_table is None:
             continue
         if table is DELETED or sent_table is DELETED:
             del sent_tables[table_id]
+            touched = True
             continue
         for row_id, row in table.items():
             sent_row = sent_table.get(row_id)
@@ -373,12 +411,56 @@ def _remove_touched(sent: Changes, tables: dict[str, Any], values: dict[str, Any
                 continue
             if row is DELETED or sent_row is DELETED:
                 del sent_table[row_id]
+                touched = True
                 continue
             for cell_id in row:
-                sent_row.pop(cell_id, None)
+                if sent_row.pop(cell_id, _MISSING) is not _MISSING:
+                    touched = True
             if not sent_row:
                 del sent_table[row_id]
         if not sent_table:
             del sent_tables[table_id]
     for value_id in values:
-        sent_values.pop(value_id, None)
+        if sent_values.pop(value_id, _MISSING) is not _MISSING:
+            touched = True
+    return touched
+
+
+def _superseded(entries: list[Changes]) -> list[set[tuple[str, ...]]]:
+    """For each entry, its keys that a later entry overwrites: a cell set or deleted
+    later (by itself, its row or its table), a row or table deleted later, a value."""
+    result: list[set[tuple[str, ...]]] = []
+    later: set[tuple[str, ...]] = set()
+    for changes in reversed(entries):
+        mine: set[tuple[str, ...]] = set()
+        keys: list[tuple[str, ...]] = []
+        for table_id, table in changes[0].items():
+            table_key = ("t", table_id)
+            if table is DELETED:
+                keys.append(table_key)
+                if table_key in later:
+                    mine.add(table_key)
+                continue
+            table_gone = table_key in later
+            for row_id, row in table.items():
+                row_key = ("r", table_id, row_id)
+                row_gone = table_gone or row_key in later
+                if row is DELETED:
+                    keys.append(row_key)
+                    if row_gone:
+                        mine.add(row_key)
+                    continue
+                for cell_id in row:
+                    cell_key = ("c", table_id, row_id, cell_id)
+                    keys.append(cell_key)
+                    if row_gone or cell_key in later:
+                        mine.add(cell_key)
+        for value_id in changes[1]:
+            value_key = ("v", value_id)
+            keys.append(value_key)
+            if value_key in later:
+                mine.add(value_key)
+        later.update(keys)
+        result.append(mine)
+    result.reverse()
+    return result

@@ -32,12 +32,12 @@ import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 import httpx
 
-from partywidget._options import options_from
+from partywidget._options import camel_case, options_from
 from partywidget.changes import ChangesTooLargeError
 from partywidget.codec import (
     CHANGES_TYPE,
@@ -101,6 +101,11 @@ def resync_options(value: Any) -> ResyncOptions:
         return ResyncOptions()
     if value is False:
         return ResyncOptions(enabled=False, verify=False, verify_on_conflict=False)
+    if isinstance(value, Mapping):
+        names = {f.name for f in fields(ResyncOptions)}
+        unknown = set(value) - names - {camel_case(name) for name in names}
+        if unknown:
+            raise ValueError(f"unknown resync options: {sorted(map(str, unknown))}")
     if isinstance(value, ResyncOptions | Mapping):
         return options_from(ResyncOptions, value)
     raise TypeError(f"resync must be a bool, a mapping or ResyncOptions, not {value!r}")

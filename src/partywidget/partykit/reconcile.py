@@ -26,8 +26,9 @@ Resync after reconnect
     on the server.
 Verification once quiet
     After a resync, and whenever an incoming change touches a row, table or value this
-    client sent within ``conflict_window`` seconds (two clients' concurrent edits can
-    cross on the wire and leave each with the other's value), the transport runs a
+    client sent within ``conflict_window`` seconds or an edit still unconfirmed in the
+    log (two clients' concurrent edits can cross on the wire and leave each with the
+    other's value; a slow link can delay that past any window), the transport runs a
     verifier (:class:`StartVerifier`): it waits until the room has been quiet for
     ``quiet_period`` seconds, fetches the room and, if it differs and nothing local is
     pending, adopts the server's content (:class:`Adopt`). So once quiet, every client
@@ -293,16 +294,24 @@ class Reconciler:
         """A decoded room message (Changes, or a whole Content) arrived; ``listening``:
         the persister is auto-loading."""
         self._note_activity(now)
-        if self.confirming and not self.log.note_remote(data):
-            self._forget_log()
         if self._resyncing:
+            # Told to the edit log only after the reload: it came on the new connection,
+            # so it says nothing about what the old one lost.
             self._held.append(data)
             return _NO_DECISIONS
+        crossed = self.confirming and self._note_remote(data)
         if not listening:
             return _NO_DECISIONS
-        if len(data) == 3 and self._conflicts(data, now):
+        if len(data) == 3 and (crossed or self._conflicts(data, now)):
             return (*self._request_verify(), Deliver(data))
         return (Deliver(data),)
+
+    def _note_remote(self, data: Any) -> bool:
+        """Tell the edit log; True if the message touched an unconfirmed edit of ours."""
+        if len(data) != 3:  # a whole Content: nothing of ours survives it
+            self._forget_log()
+            return False
+        return self.log.note_remote(data)
 
     def _conflicts(self, changes: Changes, now: float) -> bool:
         recent = self._recent_sent
@@ -351,6 +360,9 @@ class Reconciler:
         self.stats["resyncs"] += 1
         self.stats["replayed"] += len(held)
         if content is None:
+            if self.confirming:
+                for data in held:
+                    self._note_remote(data)
             # Offline edits win over the held messages here too (they are sent after).
             apply = Apply(None, (*held, *offline), count_load=False)
             if not failed and auto_saving:
@@ -363,8 +375,7 @@ class Reconciler:
         if self.confirming:
             lost = self.log.recover(content, [*offline, *self._pending_local()])
             for data in held:
-                if not self.log.note_remote(data):
-                    self._forget_log()
+                self._note_remote(data)
             if lost:
                 self.stats["recovered"] += len(lost)
                 logger.info(
