@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from partywidget.changes import copy_changes
 from partywidget.model import DELETED, Changes, Content
@@ -106,7 +106,7 @@ def test_open_after_load_reloads_holds_messages_and_applies_offline_edits_last()
     assert rec.received(theirs, 2.1, listening=True) == ()  # held, not delivered
     room: Content = ({"t": {"r": {"c": "old"}}}, {})
     decisions = rec.reload_result(2, room, failed=False, auto_saving=True, socket_open=True)
-    both = ({"t": {"r": {"c": "mine", "d": 1}}}, {}, 1)
+    both: Changes = ({"t": {"r": {"c": "mine", "d": 1}}}, {}, 1)
     assert decisions == (
         Apply(room, (theirs, both), count_load=True),
         Send(both),
@@ -266,7 +266,67 @@ def test_an_unrelated_remote_change_does_not_verify() -> None:
     send(rec, cell("t", "r", "c", "mine"), now=1.0)
     other = cell("t", "other", "c", 1)
     assert rec.received(other, 1.2, listening=True) == (Deliver(other),)
-    assert rec.received(cell("t", "r", "c", 1), 10.0, listening=True)[0] != StartVerifier()
+
+
+def test_a_change_after_the_conflict_window_verifies_only_if_it_touches_an_unconfirmed_edit() -> (
+    None
+):
+    theirs = cell("t", "r", "c", "theirs")
+    rec = fresh(confirm=False)
+    send(rec, cell("t", "r", "c", "mine"), now=1.0)
+    assert rec.received(theirs, 10.0, listening=True) == (Deliver(theirs),)
+    # A message delayed past the window can still have crossed ours: the edit log knows.
+    rec = fresh()
+    send(rec, cell("t", "r", "c", "mine"), now=1.0)
+    assert rec.received(theirs, 10.0, listening=True) == (StartVerifier(), Deliver(theirs))
+    assert rec.log.entries == []
+    # once the log was confirmed (or the broadcast already took the edit), no more
+    assert rec.received(theirs, 20.0, listening=True) == (Deliver(theirs),)
+
+
+def test_messages_held_during_a_resync_do_not_drop_edits_the_old_connection_lost() -> None:
+    rec = fresh()
+    lost = cell("t", "r1", "a", "mine")
+    send(rec, lost, old=({"t": {"r1": {"a": [DELETED, "mine"]}}}, {}))
+    (reload,) = rec.opened(2.0, auto_loading=True)
+    assert isinstance(reload, Reload)
+    # on the new connection: someone deletes the table (never having seen our edit)
+    theirs: Changes = ({"t": DELETED}, {}, 1)
+    rec.received(theirs, 2.1, listening=True)
+    room: Content = ({}, {})
+    decisions = rec.reload_result(
+        reload.epoch, room, failed=False, auto_saving=True, socket_open=True
+    )
+    assert decisions[0] == Apply(room, (theirs, lost), count_load=True)
+    assert Send(lost) in decisions
+
+
+def test_a_cell_a_later_entry_overwrote_is_not_re_sent_stale() -> None:
+    rec = fresh()
+    first: Changes = ({"t": {"r1": {"a": "v1"}, "r2": DELETED}}, {}, 1)
+    second: Changes = ({"t": {"r2": {"a": 1}, "r1": {"a": "v2"}}}, {}, 1)  # cannot merge
+    send(rec, first, old=({"t": {"r1": {"a": ["v0", "v1"]}, "r2": {"a": [0, DELETED]}}}, {}))
+    send(rec, second)
+    assert len(rec.log.entries) == 2
+    decisions = resync(rec, ({"t": {"r1": {"a": "v2"}, "r2": {"a": 1}}}, {}))
+    sends = [d.changes for d in decisions if isinstance(d, Send)]
+    # v1 is not re-sent over v2; whatever goes again ends where the server is
+    assert all("r1" not in changes[0].get("t", {}) for changes in sends)
+    end: Any = ({"t": {"r1": {"a": "v2"}, "r2": {"a": 1}}}, {})
+    for changes in sends:
+        lww_apply(end, changes)
+    assert end == ({"t": {"r1": {"a": "v2"}, "r2": {"a": 1}}}, {})
+
+
+def test_a_lost_row_deletion_is_re_sent_with_the_cells_set_after_it() -> None:
+    rec = fresh()
+    deletion: Changes = ({"t": {"r": DELETED}}, {}, 1)
+    again = cell("t", "r", "x", "mine")
+    send(rec, deletion, old=({"t": {"r": {"x": ["old", DELETED]}}}, {}))
+    send(rec, again)
+    # the server has our new x (the deletion's effect lost): both go again, in order
+    decisions = resync(rec, ({"t": {"r": {"x": "mine"}}}, {}))
+    assert [d for d in decisions if isinstance(d, Send)] == [Send(deletion), Send(again)]
 
 
 def test_verify_adopts_a_differing_server_and_checks_again() -> None:
@@ -400,7 +460,8 @@ class ModelServer:
         self.landed: dict[tuple[str, ...], list[tuple[Any, int]]] = {}
 
     def snapshot(self) -> Content:
-        return copy.deepcopy(self.content)
+        tables, values = copy.deepcopy(self.content)
+        return tables, values
 
 
 class ModelClient:
@@ -600,6 +661,7 @@ class SyncModel(RuleBasedStateMachine):
         if client.rec.hand_over(changes, client.socket_open()):
             self.write(client, changes)
 
+    @precondition(lambda self: any(c.conn == "open" and c.up for c in self.clients))
     @rule(data=st.data())
     def deliver_up(self, data: st.DataObject) -> None:
         ready = [c for c in self.clients if c.conn == "open" and c.up]
@@ -607,6 +669,7 @@ class SyncModel(RuleBasedStateMachine):
             client = data.draw(st.sampled_from(ready))
             self.land(client.index, client.up.pop(0))
 
+    @precondition(lambda self: any(c.conn == "open" and c.down for c in self.clients))
     @rule(data=st.data(), twice=st.booleans())
     def deliver_down(self, data: st.DataObject, twice: bool) -> None:
         ready = [c for c in self.clients if c.conn == "open" and c.down]
@@ -616,28 +679,37 @@ class SyncModel(RuleBasedStateMachine):
             for _ in range(2 if twice else 1):
                 self.perform(client, client.rec.received(copy_changes(message), self.now, True))
 
+    @precondition(lambda self: any(c.conn == "open" for c in self.clients))
     @rule(data=st.data())
     def connection_dies(self, data: st.DataObject) -> None:
         """Silently: what is in flight is lost; the client still thinks it is open."""
-        client = data.draw(st.sampled_from(self.clients))
+        client = data.draw(st.sampled_from([c for c in self.clients if c.conn == "open"]))
         if client.conn == "open":
             client.conn = "dead"
             client.up.clear()
             client.down.clear()
             self.server.connected.discard(client.index)
 
+    @precondition(lambda self: any(c.conn == "dead" for c in self.clients))
     @rule(data=st.data())
     def client_notices_the_close(self, data: st.DataObject) -> None:
-        client = data.draw(st.sampled_from(self.clients))
+        client = data.draw(st.sampled_from([c for c in self.clients if c.conn == "dead"]))
         if client.conn == "dead":
             self.close(client)
 
+    @precondition(lambda self: any(c.conn == "closed" for c in self.clients))
     @rule(data=st.data())
     def reconnect(self, data: st.DataObject) -> None:
-        client = data.draw(st.sampled_from(self.clients))
+        client = data.draw(st.sampled_from([c for c in self.clients if c.conn == "closed"]))
         if client.conn == "closed":
             self.open(client)
 
+    @precondition(
+        lambda self: any(
+            (c.reload and c.reload[1] is None) or (c.verify_get and c.verify_get[0] is None)
+            for c in self.clients
+        )
+    )
     @rule(data=st.data())
     def server_answers_a_get(self, data: st.DataObject) -> None:
         """The room's content is read now; the answer arrives in a later step."""
@@ -651,6 +723,7 @@ class SyncModel(RuleBasedStateMachine):
                 assert client.verify_get is not None
                 client.verify_get[0] = self.server.snapshot()
 
+    @precondition(lambda self: any(c.reload and c.reload[1] is not None for c in self.clients))
     @rule(data=st.data(), fail=st.booleans())
     def reload_answer_arrives(self, data: st.DataObject, fail: bool) -> None:
         ready = [c for c in self.clients if c.reload and c.reload[1] is not None]
@@ -666,6 +739,7 @@ class SyncModel(RuleBasedStateMachine):
             )
             self.perform(client, decisions)
 
+    @precondition(lambda self: any(c.verifier and c.verify_get is None for c in self.clients))
     @rule(data=st.data())
     def verifier_runs(self, data: st.DataObject) -> None:
         ready = [c for c in self.clients if c.verifier and c.verify_get is None]
@@ -679,6 +753,9 @@ class SyncModel(RuleBasedStateMachine):
         elif step == VERIFY_NOW:
             client.verify_get = [None]
 
+    @precondition(
+        lambda self: any(c.verify_get and c.verify_get[0] is not None for c in self.clients)
+    )
     @rule(data=st.data())
     def verify_answer_arrives(self, data: st.DataObject) -> None:
         ready = [c for c in self.clients if c.verify_get and c.verify_get[0] is not None]
@@ -786,10 +863,13 @@ def value_set_by(changes: Any, key: tuple[str, ...]) -> Any:
     return None if value is DELETED else value
 
 
+# Bounded and derandomized: the same examples every run, a few seconds in CI. Explore
+# further by hand with more examples and derandomize=False.
 SyncModel.TestCase.settings = settings(
-    max_examples=150,
+    max_examples=120,
     stateful_step_count=40,
     deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_sync_model = SyncModel.TestCase
