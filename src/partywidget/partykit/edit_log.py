@@ -15,6 +15,9 @@ Compared with a reloaded room, each kept cell/value is then:
 - anything else: someone else wrote it after us (a broadcast we missed): theirs stays.
 
 A row/table deletion is lost only if everything the server has there could be ours.
+Each entry is judged only on what later entries did not overwrite (else our own newer
+value on the server would look like a loss, and the older one would be re-sent over
+it), and cells set after a deletion found lost are re-sent after it.
 A broadcast received after our send drops what it touches from the log (the server
 ordered it after ours) and restarts the histories at its values.
 

@@ -37,7 +37,8 @@ Edits lost in flight
     Every Changes written to the socket is kept in an :class:`EditLog` until the server
     is known to have it. On the resync after a reconnect, what the reload shows missing
     is re-applied over it and sent again, like an offline edit (the log's docstring has
-    the rules). A quiet verification confirms and empties the log (requested once
+    the rules). Messages held during that resync are told to the log only after it:
+    they came on the new connection, so they say nothing about what the old one lost. A quiet verification confirms and empties the log (requested once
     ``confirm_after`` entries are kept); if it shows sent edits missing while the socket
     looks open, the connection is presumed dead and reopened (:class:`Reconnect`, once;
     then the server is presumed to refuse them and its content is adopted).
