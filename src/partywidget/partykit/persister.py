@@ -68,6 +68,7 @@ from partywidget.partykit.socket import OPEN, PartySocket
 from partywidget.persister import (
     GetContent,
     IgnoredErrorHandler,
+    OldValues,
     PersistableStore,
     Persister,
     PersisterHooks,
@@ -177,7 +178,6 @@ class PartyKitPersister(Persister):
         )
         self._http: httpx.AsyncClient | None = None
         self._listener: PersisterListener | None = None
-        self._load_requested = False
         self._transport_closed = False
         self._messages_sent = 0
         self._reconciler = reconciler = Reconciler(
@@ -185,15 +185,15 @@ class PartyKitPersister(Persister):
         )
         super().__init__(
             store,
-            self._get_persisted,
-            self._set_persisted,
-            self._add_listener,
-            self._del_listener,
+            self._fetch_for_load,
+            self._save_or_send,
+            self._listen,
+            self._unlisten,
             on_ignored_error,
             on_destroy=self._close_transport,
             hooks=PersisterHooks(
                 wants_old_values=reconciler.wants_old_values if reconciler.confirming else None,
-                on_local_changes=self._on_local_changes,
+                on_local_changes=self._note_local_edit,
                 unsent_changes=reconciler.unsent,
                 # Sending a change is queueing a socket message: no flush task needed.
                 hand_over=self._send_or_hold,
@@ -269,7 +269,7 @@ class PartyKitPersister(Persister):
             await client.aclose()
 
     # -- transport callbacks for the core ---------------------------------------------------
-    async def _get_persisted(self) -> Content | None:
+    async def _fetch_for_load(self) -> Content | None:
         if (
             self.is_auto_loading()
             and self._connection.ready_state != OPEN
@@ -281,22 +281,22 @@ class PartyKitPersister(Persister):
         self._reconciler.loading()
         return await self._http_get()
 
-    async def _set_persisted(self, get_content: GetContent, changes: Changes | None) -> None:
+    async def _save_or_send(self, get_content: GetContent, changes: Changes | None) -> None:
         if changes is None:
             await self._http_put(get_content())
         else:
             self._send_or_hold(changes)
 
-    def _add_listener(self, listener: PersisterListener) -> PersisterListener:
+    def _listen(self, listener: PersisterListener) -> PersisterListener:
         self._listener = listener
         self._connection.add_event_listener("message", self._on_message)
         return listener
 
-    def _del_listener(self, _handle: Any) -> None:
+    def _unlisten(self, _handle: Any) -> None:
         self._connection.remove_event_listener("message", self._on_message)
         self._listener = None
 
-    def _on_local_changes(self, changes: Changes, old: Any) -> None:
+    def _note_local_edit(self, changes: Changes, old: OldValues | None) -> None:
         self._reconciler.local_changes(changes, old, time.monotonic())
 
     # -- sending --------------------------------------------------------------------------
