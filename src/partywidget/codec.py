@@ -42,6 +42,10 @@ differs from JavaScript's travel as unguessable placeholders replaced afterwards
 Decoding uses the C parser without per-number hooks and checks numbers, markers and
 ids in the one validation walk, reusing the parsed dicts. Roughly 2-3x the cost of
 bare ``json.dumps``/``json.loads``.
+
+Why one module of ~900 lines: encoding and decoding share that private fast-path
+machinery (the placeholder numbers, the C encoder and parser, the one validation walk)
+and one error type; split, each half would need the other's internals.
 """
 
 from __future__ import annotations
