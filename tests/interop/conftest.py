@@ -4,6 +4,9 @@
   own ``TinyBasePartyKitServer``), shared by all tests because it takes ~1 s to start.
   Tests isolate themselves by room: use the ``room`` fixture.
 - ``fresh_partykit_dev`` (function): a private instance, for tests that stop/restart it.
+- ``each_server``: parametrized, runs a test against our ``server`` (root conftest) and
+  against ``partykit_dev``.
+- ``evil``: a room server that misbehaves on demand, with its thread.
 - ``room``: a unique room name per test (readable prefix from the test name).
 - ``node_peers`` (async, function): a started :class:`support.node.NodePeers`.
 - ``make_proxy`` (function): ``make_proxy(port, host="127.0.0.1") -> TcpProxy``
@@ -20,6 +23,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from partywidget.server import ServerThread, run_in_thread
+from support.clients import RoomServer
+from support.evil_room import EvilRoom
 from support.partykit import PartykitDev, partykit_available
 from support.proxy import TcpProxy
 
@@ -65,3 +71,21 @@ def make_proxy() -> Iterator[Callable[..., TcpProxy]]:
 def partykit_proxy(partykit_dev: PartykitDev, make_proxy: Callable[..., TcpProxy]) -> TcpProxy:
     """A proxy in front of the shared ``partykit_dev``: connect via ``.host``."""
     return make_proxy(partykit_dev.port)
+
+
+@pytest.fixture(params=["server", "partykit_dev"], ids=["python", "partykit"])
+def each_server(request: pytest.FixtureRequest) -> RoomServer:
+    """Each test runs against our server and against the reference server."""
+    server: RoomServer = request.getfixturevalue(request.param)
+    return server
+
+
+@pytest.fixture
+def evil() -> Iterator[tuple[EvilRoom, ServerThread]]:
+    room = EvilRoom()
+    server = run_in_thread(room.app)
+    try:
+        yield room, server
+    finally:
+        room.release.set()
+        server.stop()

@@ -10,29 +10,18 @@ client keeps editing the room.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from test_partykit_client import (
-    NODE_FAST_SOCKET,
-    evil,
-    get_store,
-    new_room,
-    partykit_server,
-    peers,
-    py_client,
-    python_server,
-    server,
-    store_url,
-    wait_until,
-)
 
 from partywidget.partykit.socket import PartySocket
+from partywidget.server import ServerThread
+from support.clients import NODE_FAST_SOCKET, RoomServer, get_store, new_room, py_client, store_url
+from support.evil_room import EvilRoom
 from support.node import NodePeers, js_equal
 from support.proxy import TcpProxy
-
-__all__ = ["evil", "partykit_server", "peers", "python_server", "server"]  # fixtures re-used
+from support.waiting import eventually
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(120)]
 
@@ -44,45 +33,40 @@ def split_host(host: str) -> tuple[str, int]:
     return name, int(port)
 
 
-async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    """Poll an async condition until it holds."""
-    async with asyncio.timeout(timeout):
-        while not await condition():
-            await asyncio.sleep(0.05)
-
-
 async def test_cut_connection_converges_and_keeps_offline_edits(
-    server: Any, peers: NodePeers
+    each_server: RoomServer, node_peers: NodePeers
 ) -> None:
     room = new_room("cut")
-    url = store_url(server, room)
-    await peers.connect("editor", host=server.host, room=room)
-    await peers.call("editor", "setRow", "t", "base", {"c": 0})
+    url = store_url(each_server, room)
+    await node_peers.connect("editor", host=each_server.host, room=room)
+    await node_peers.call("editor", "setRow", "t", "base", {"c": 0})
     with (
-        TcpProxy(*split_host(server.host)) as py_proxy,
-        TcpProxy(*split_host(server.host)) as ref_proxy,
+        TcpProxy(*split_host(each_server.host)) as py_proxy,
+        TcpProxy(*split_host(each_server.host)) as ref_proxy,
     ):
-        await peers.connect("ref", host=ref_proxy.host, room=room, socket_options=NODE_FAST_SOCKET)
+        await node_peers.connect(
+            "ref", host=ref_proxy.host, room=room, socket_options=NODE_FAST_SOCKET
+        )
         async with py_client(py_proxy.host, room, RESYNC) as py:
             assert py.store.get_row("t", "base") == {"c": 0}
-            await peers.wait_for_content("ref", py.store.get_content())
+            await node_peers.wait_for_content("ref", py.store.get_content())
 
             # Cut both clients off and keep them off.
             for proxy in (py_proxy, ref_proxy):
                 proxy.refuse(True)
                 proxy.drop_all()
-            await wait_until(lambda: py.socket.ready_state != PartySocket.OPEN)
-            await peers.wait_for_socket("ref", closes=1)
+            await eventually(lambda: py.socket.ready_state != PartySocket.OPEN)
+            await node_peers.wait_for_socket("ref", closes=1)
 
             # The room moves on without them...
             for i in range(5):
-                await peers.call("editor", "setCell", "t", f"e{i}", "c", i)
-            await peers.call("editor", "setValue", "shared", "editor")
-            await peers.call("editor", "delRow", "t", "base")
+                await node_peers.call("editor", "setCell", "t", f"e{i}", "c", i)
+            await node_peers.call("editor", "setValue", "shared", "editor")
+            await node_peers.call("editor", "delRow", "t", "base")
             # ...and both edit offline.
             py.store.set_cell("t", "py-offline", "c", "py")
             py.store.set_value("shared", "python")  # later than the editor's: must win
-            await peers.call("ref", "setCell", "t", "ref-offline", "c", "ref")
+            await node_peers.call("ref", "setCell", "t", "ref-offline", "c", "ref")
 
             # Reconnect over a slow link while the editor keeps editing, so that
             # broadcasts arrive while our reload (GET) is in flight.
@@ -91,11 +75,11 @@ async def test_cut_connection_converges_and_keeps_offline_edits(
                 proxy.refuse(False)
             live = 0
             while live < 10 or py.persister.get_stats()["resyncs"] == 0:
-                await peers.call("editor", "setCell", "t", f"live{live}", "c", live)
+                await node_peers.call("editor", "setCell", "t", f"live{live}", "c", live)
                 live += 1
                 await asyncio.sleep(0.01)
                 assert live < 2000, "our client never reloaded"
-            await peers.wait_for_socket("ref", opens=2, timeout=30)
+            await node_peers.wait_for_socket("ref", opens=2, timeout=30)
 
             expected_tables = {
                 "t": {
@@ -114,17 +98,17 @@ async def test_cut_connection_converges_and_keeps_offline_edits(
                 return js_equal(content, py.store.get_content()) and js_equal(content, expected)
 
             await eventually(python_converged)
-            await peers.wait_for_content("editor", expected)
+            await node_peers.wait_for_content("editor", expected)
 
             # The reference client is connected again and receives new broadcasts...
-            await peers.call("editor", "setCell", "t", "after", "c", "after")
-            await wait_until(lambda: py.store.get_cell("t", "after", "c") == "after")
-            ref_content = await peers.content("ref")
+            await node_peers.call("editor", "setCell", "t", "after", "c", "after")
+            await eventually(lambda: py.store.get_cell("t", "after", "c") == "after")
+            ref_content = await node_peers.content("ref")
             for _ in range(200):
                 if ref_content[0].get("t", {}).get("after") == {"c": "after"}:
                     break
                 await asyncio.sleep(0.05)
-                ref_content = await peers.content("ref")
+                ref_content = await node_peers.content("ref")
             assert ref_content[0]["t"]["after"] == {"c": "after"}
             # ...but never reloads: what happened while it was offline is lost for it.
             _, server_content = await get_store(url)
@@ -137,36 +121,38 @@ async def test_cut_connection_converges_and_keeps_offline_edits(
             assert stats["resyncs"] >= 1 and stats["verifies"] >= 1
 
 
-async def test_reference_mode_does_not_resync(python_server: Any, peers: NodePeers) -> None:
+async def test_reference_mode_does_not_resync(server: ServerThread, node_peers: NodePeers) -> None:
     """With ``resync=False`` our client behaves like the reference (and diverges)."""
     room = new_room("noresync")
-    await peers.connect("editor", host=python_server.host, room=room)
-    with TcpProxy(*split_host(python_server.host)) as proxy:
+    await node_peers.connect("editor", host=server.host, room=room)
+    with TcpProxy(*split_host(server.host)) as proxy:
         async with py_client(proxy.host, room, {"resync": False}) as py:
-            await wait_until(py.persister.is_settled)
+            await eventually(py.persister.is_settled)
             proxy.refuse(True)
             proxy.drop_all()
-            await wait_until(lambda: py.socket.ready_state != PartySocket.OPEN)
-            await peers.call("editor", "setCell", "t", "missed", "c", 1)
+            await eventually(lambda: py.socket.ready_state != PartySocket.OPEN)
+            await node_peers.call("editor", "setCell", "t", "missed", "c", 1)
             py.store.set_cell("t", "offline", "c", 2)
             proxy.refuse(False)
-            await wait_until(lambda: py.socket.ready_state == PartySocket.OPEN)
-            await peers.wait_for_content(
+            await eventually(lambda: py.socket.ready_state == PartySocket.OPEN)
+            await node_peers.wait_for_content(
                 "editor", ({"t": {"missed": {"c": 1}, "offline": {"c": 2}}}, {})
             )
-            await peers.call("editor", "setCell", "t", "after", "c", 3)
-            await wait_until(lambda: py.store.get_cell("t", "after", "c") == 3)
+            await node_peers.call("editor", "setCell", "t", "after", "c", 3)
+            await eventually(lambda: py.store.get_cell("t", "after", "c") == 3)
             assert py.store.get_row("t", "missed") == {}
 
 
-async def test_crossed_edits_converge_once_quiet(server: Any, peers: NodePeers) -> None:
+async def test_crossed_edits_converge_once_quiet(
+    each_server: RoomServer, node_peers: NodePeers
+) -> None:
     """Two clients editing the same value at once: broadcasts cross, each would keep the
     other's value; verification once quiet brings both back to the server's."""
     room = new_room("crossed")
-    url = store_url(server, room)
+    url = store_url(each_server, room)
     async with (
-        py_client(server.host, room, RESYNC) as a,
-        py_client(server.host, room, RESYNC) as b,
+        py_client(each_server.host, room, RESYNC) as a,
+        py_client(each_server.host, room, RESYNC) as b,
     ):
         for i in range(30):
             a.store.set_value("x", f"a{i}")
@@ -185,7 +171,7 @@ async def test_crossed_edits_converge_once_quiet(server: Any, peers: NodePeers) 
         assert a.errors == b.errors == []
 
 
-async def test_room_that_lost_its_store_is_reinitialised(peers: NodePeers) -> None:
+async def test_room_that_lost_its_store_is_reinitialised(node_peers: NodePeers) -> None:
     """A memory-only server restarts empty: the resync PUTs our content back."""
     from partywidget.server import run_in_thread
 
@@ -196,9 +182,9 @@ async def test_room_that_lost_its_store_is_reinitialised(peers: NodePeers) -> No
     try:
         async with py_client(host, room, RESYNC) as py:
             py.store.set_cell("t", "r", "c", "kept")
-            await wait_until(py.persister.is_settled)
+            await eventually(py.persister.is_settled)
             first.stop()
-            await wait_until(lambda: py.socket.ready_state != PartySocket.OPEN)
+            await eventually(lambda: py.socket.ready_state != PartySocket.OPEN)
             second = run_in_thread(port=port)
             try:
                 url = store_url(second, room)
@@ -210,8 +196,8 @@ async def test_room_that_lost_its_store_is_reinitialised(peers: NodePeers) -> No
                     return js_equal(content, ({"t": {"r": {"c": "kept"}}}, {}))
 
                 await eventually(restored)
-                await peers.connect("late", host=host, room=room)
-                await peers.wait_for_content("late", ({"t": {"r": {"c": "kept"}}}, {}))
+                await node_peers.connect("late", host=host, room=room)
+                await node_peers.wait_for_content("late", ({"t": {"r": {"c": "kept"}}}, {}))
             finally:
                 second.stop()
     finally:
@@ -226,11 +212,11 @@ async def _black_hole_an_edit(py: Any, proxy: TcpProxy, edit: Callable[[], Any])
     connection (no error, nothing queued): exactly what a killed server, a cut network
     or a loop blocked past the keepalive do to an edit. The caller cuts the link after.
     """
-    await wait_until(py.persister.is_settled, what="settled before the fault")
+    await eventually(py.persister.is_settled, what="settled before the fault")
     proxy.pause(discard=True)
     sent = py.persister.messages_sent
     edit()
-    await wait_until(lambda: py.persister.messages_sent > sent, what="edit written")
+    await eventually(lambda: py.persister.messages_sent > sent, what="edit written")
     assert py.socket.ready_state == PartySocket.OPEN
     assert not py.persister.has_pending_changes()
 
@@ -252,20 +238,20 @@ async def _converged(url: str, *clients: Any) -> Any:
     return result[0]
 
 
-async def test_edit_written_into_a_dead_connection_is_resent(python_server: Any) -> None:
+async def test_edit_written_into_a_dead_connection_is_resent(server: ServerThread) -> None:
     """The edit went into a connection that was already dead: after the reconnect the
     persister finds it missing on the server and sends it again (without the fix,
     ``confirm=False``, it is lost everywhere, its writer included)."""
     room = new_room("inflight")
-    url = store_url(python_server, room)
-    with TcpProxy(*split_host(python_server.host)) as proxy:
+    url = store_url(server, room)
+    with TcpProxy(*split_host(server.host)) as proxy:
         async with (
             py_client(proxy.host, room, RESYNC) as py,
-            py_client(python_server.host, room, RESYNC) as other,
+            py_client(server.host, room, RESYNC) as other,
         ):
             py.store.set_row("t", "r", {"before": 1, "gone": "x"})
             py.store.set_value("v", "before")
-            await wait_until(lambda: other.store.get_cell("t", "r", "gone") == "x")
+            await eventually(lambda: other.store.get_cell("t", "r", "gone") == "x")
 
             def edit() -> None:
                 with py.store.transaction():
@@ -283,20 +269,20 @@ async def test_edit_written_into_a_dead_connection_is_resent(python_server: Any)
             assert py.errors == other.errors == []
 
 
-async def test_lost_edit_does_not_overwrite_a_newer_one(python_server: Any) -> None:
+async def test_lost_edit_does_not_overwrite_a_newer_one(server: ServerThread) -> None:
     """Our edit is lost in flight; another client then sets the same cell (its broadcast
     to us is lost too). The server's value is newer than ours: it must survive the
     reconnect, and we must adopt it. An unrelated lost cell is still re-sent."""
     room = new_room("inflight-conflict")
-    url = store_url(python_server, room)
-    with TcpProxy(*split_host(python_server.host)) as proxy:
+    url = store_url(server, room)
+    with TcpProxy(*split_host(server.host)) as proxy:
         async with (
             py_client(proxy.host, room, RESYNC) as py,
-            py_client(python_server.host, room, RESYNC) as other,
+            py_client(server.host, room, RESYNC) as other,
         ):
             py.store.set_row("t", "r", {"c": "base", "d": "base"})
             py.store.set_row("t", "gone", {"c": 1})
-            await wait_until(lambda: other.store.get_cell("t", "gone", "c") == 1)
+            await eventually(lambda: other.store.get_cell("t", "gone", "c") == 1)
 
             def edit() -> None:
                 with py.store.transaction():
@@ -317,7 +303,7 @@ async def test_lost_edit_does_not_overwrite_a_newer_one(python_server: Any) -> N
             resyncs = py.persister.get_stats()["resyncs"]
             proxy.drop_all()
             proxy.resume()
-            await wait_until(lambda: py.persister.get_stats()["resyncs"] > resyncs)
+            await eventually(lambda: py.persister.get_stats()["resyncs"] > resyncs)
 
             content = await _converged(url, py, other)
             assert content == (
@@ -328,7 +314,7 @@ async def test_lost_edit_does_not_overwrite_a_newer_one(python_server: Any) -> N
 
 
 async def test_sent_edit_the_server_silently_drops_is_given_up_after_one_reconnect(
-    evil: Any,
+    evil: tuple[EvilRoom, ServerThread],
 ) -> None:
     """A verification finds a sent edit missing while the socket looks open: presumed
     swallowed by a dead connection, the client reconnects and re-sends it once. A server
@@ -341,8 +327,8 @@ async def test_sent_edit_the_server_silently_drops_is_given_up_after_one_reconne
     async with py_client(server.host, "dropping", config) as py:
         assert py.store.get_content() == ({"t": {"r": {"c": 1}}}, {})
         py.store.set_cell("t", "r", "c", 2)
-        await wait_until(lambda: any(isinstance(e, RuntimeError) for e in py.errors))
-        await wait_until(py.persister.is_settled)
+        await eventually(lambda: any(isinstance(e, RuntimeError) for e in py.errors))
+        await eventually(py.persister.is_settled)
         assert py.store.get_content() == ({"t": {"r": {"c": 1}}}, {})
         assert room.received == ['s[{"t":{"r":{"c":2}}},{},1]'] * 2
         stats = py.persister.get_stats()

@@ -13,25 +13,17 @@ import asyncio
 import contextlib
 import json
 import os
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 import websockets
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
 
 from partywidget.changes import ChangesTooLargeError
-from partywidget.codec import CodecError, decode_changes, decode_content
+from partywidget.codec import CodecError, decode_changes
 from partywidget.partykit.persister import (
     ForeignMessageError,
-    PartyKitPersister,
     create_partykit_persister,
 )
 from partywidget.partykit.socket import PartySocket
@@ -43,21 +35,22 @@ from partywidget.server import (
     create_app,
     run_in_thread,
 )
-from partywidget.store import Store, create_store
+from partywidget.store import create_store
+from support.clients import (
+    RoomServer,
+    get_store,
+    new_room,
+    py_client,
+    store_url,
+)
+from support.evil_room import EvilRoom
 from support.node import NodePeers, js_equal, node_available
 from support.partykit import REPO_ROOT, PartykitDev, partykit_available
 from support.ports import free_port
 from support.proxy import TcpProxy
+from support.waiting import eventually
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(120)]
-
-# workerd is slow to answer a close frame: do not wait for it at teardown.
-FAST_SOCKET: dict[str, Any] = {
-    "min_reconnection_delay": 0.05,
-    "max_reconnection_delay": 0.3,
-    "close_timeout": 0.2,
-}
-NODE_FAST_SOCKET: dict[str, Any] = {"minReconnectionDelay": 50, "maxReconnectionDelay": 300}
 
 CUSTOM_PATH = "/db"
 CUSTOM_PREFIX = "pw\u00e9:"
@@ -94,28 +87,6 @@ def _require_node() -> None:
 
 
 @pytest.fixture(scope="module")
-def python_server() -> Iterator[ServerThread]:
-    server = run_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def partykit_server() -> Iterator[PartykitDev]:
-    _require_node()
-    with PartykitDev() as dev:
-        yield dev
-
-
-@pytest.fixture(params=["python", "partykit"])
-def server(request: pytest.FixtureRequest) -> Any:
-    """Each test runs against our server and against the reference server."""
-    return request.getfixturevalue(f"{request.param}_server")
-
-
-@pytest.fixture(scope="module")
 def custom_python_server() -> Iterator[ServerThread]:
     server = run_in_thread(create_app({"main": CustomConfigServer}))
     try:
@@ -146,79 +117,9 @@ def custom_partykit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture(params=["python", "partykit"])
-def custom_server(request: pytest.FixtureRequest) -> Any:
-    return request.getfixturevalue(f"custom_{request.param}_server")
-
-
-@pytest.fixture
-async def peers() -> AsyncIterator[NodePeers]:
-    _require_node()
-    async with NodePeers() as node_peers:
-        yield node_peers
-
-
-_room_counter = iter(range(1_000_000))
-
-
-def new_room(name: str) -> str:
-    return f"{name}-{os.getpid()}-{next(_room_counter)}"
-
-
-# -- our client ---------------------------------------------------------------------------
-@dataclass
-class PyClient:
-    store: Store
-    socket: PartySocket
-    persister: PartyKitPersister
-    errors: list[BaseException] = field(default_factory=list)
-
-
-@contextlib.asynccontextmanager
-async def py_client(
-    host: str,
-    room: str,
-    config: dict[str, Any] | None = None,
-    *,
-    initial_content: Any = None,
-    socket_options: dict[str, Any] | None = None,
-    start: bool = True,
-) -> AsyncIterator[PyClient]:
-    store = create_store()
-    errors: list[BaseException] = []
-    socket = PartySocket(host, room, **{**FAST_SOCKET, **(socket_options or {})})
-    persister = create_partykit_persister(
-        store, socket, {"store_protocol": "http", **(config or {})}, errors.append
-    )
-    client = PyClient(store, socket, persister, errors)
-    try:
-        if start:
-            await persister.start_auto_persisting(initial_content)
-        yield client
-    finally:
-        await persister.destroy()
-        await socket.aclose()
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    """Poll ``condition`` (yielding to the loop) until true; fail after ``timeout``."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what or condition}") from None
-
-
-async def get_store(url: str) -> tuple[bytes, Any]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.get(url)
-    response.raise_for_status()
-    body = response.content
-    return body, (decode_content(body.decode()) if body else None)
-
-
-def store_url(server: Any, room: str, path: str = "/store") -> str:
-    return f"http://{server.host}/parties/main/{room}{path}"
+def custom_server(request: pytest.FixtureRequest) -> RoomServer:
+    server: RoomServer = request.getfixturevalue(f"custom_{request.param}_server")
+    return server
 
 
 @contextlib.contextmanager
@@ -234,20 +135,20 @@ def capture_loop_errors() -> Iterator[list[dict[str, Any]]]:
 
 
 # -- sharing a room with TinyBase -----------------------------------------------------------
-async def exercise_room(host: str, room: str, peers: NodePeers, url: str) -> bytes:
+async def exercise_room(host: str, room: str, node_peers: NodePeers, url: str) -> bytes:
     """Both clients edit in turn; after each step both equal the other. Returns GET body."""
-    await peers.connect("node", host=host, room=room)
+    await node_peers.connect("node", host=host, room=room)
     async with py_client(host, room) as py:
         store = py.store
 
         async def py_then_node(action: Callable[[], Any]) -> None:
             action()
-            await peers.wait_for_content("node", store.get_content())
+            await node_peers.wait_for_content("node", store.get_content())
 
         async def node_then_py(method: str, *args: Any) -> None:
-            await peers.call("node", method, *args)
-            expected = await peers.content("node")
-            await wait_until(lambda: js_equal(store.get_content(), expected), what=method)
+            await node_peers.call("node", method, *args)
+            expected = await node_peers.content("node")
+            await eventually(lambda: js_equal(store.get_content(), expected), what=method)
 
         await py_then_node(lambda: store.set_cell("pets", "fido", "species", "dog"))
         await py_then_node(
@@ -272,186 +173,144 @@ async def exercise_room(host: str, room: str, peers: NodePeers, url: str) -> byt
         await node_then_py("delTable", "other")
         await py_then_node(lambda: store.set_table("last", {"r": {"n": 10**15, "f": 1e-7}}))
 
-        await wait_until(py.persister.is_settled, what="python settled")
+        await eventually(py.persister.is_settled, what="python settled")
         body, server_content = await get_store(url)
-        node_content = await peers.content("node")
+        node_content = await node_peers.content("node")
         assert js_equal(server_content, store.get_content())
         assert js_equal(server_content, node_content)
         assert py.errors == []
-        assert await peers.errors("node") == []
+        assert await node_peers.errors("node") == []
         return body
 
 
-async def test_python_and_tinybase_clients_share_a_room(server: Any, peers: NodePeers) -> None:
+async def test_python_and_tinybase_clients_share_a_room(
+    each_server: RoomServer, node_peers: NodePeers
+) -> None:
     room = new_room("share")
-    await exercise_room(server.host, room, peers, store_url(server, room))
+    await exercise_room(each_server.host, room, node_peers, store_url(each_server, room))
 
 
 async def test_both_servers_end_with_the_same_bytes(
-    python_server: ServerThread, partykit_server: PartykitDev, peers: NodePeers
+    server: ServerThread, partykit_dev: PartykitDev, node_peers: NodePeers
 ) -> None:
     room = new_room("bytes")
-    ours = await exercise_room(python_server.host, room, peers, store_url(python_server, room))
-    await peers.disconnect("node")
-    theirs = await exercise_room(
-        partykit_server.host, room, peers, store_url(partykit_server, room)
-    )
+    ours = await exercise_room(server.host, room, node_peers, store_url(server, room))
+    await node_peers.disconnect("node")
+    theirs = await exercise_room(partykit_dev.host, room, node_peers, store_url(partykit_dev, room))
     assert ours == theirs
 
 
-async def test_message_prefix_and_store_path(custom_server: Any, peers: NodePeers) -> None:
+async def test_message_prefix_and_store_path(
+    custom_server: RoomServer, node_peers: NodePeers
+) -> None:
     room = new_room("custom")
     node_config = {
         "storeProtocol": "http",
         "storePath": CUSTOM_PATH,
         "messagePrefix": CUSTOM_PREFIX,
     }
-    await peers.connect("node", host=custom_server.host, room=room, config=node_config)
+    await node_peers.connect("node", host=custom_server.host, room=room, config=node_config)
     config = {"store_path": CUSTOM_PATH, "message_prefix": CUSTOM_PREFIX}
     async with py_client(custom_server.host, room, config) as py:
         assert py.persister.store_url.endswith(f"/parties/main/{room}{CUSTOM_PATH}")
         py.store.set_cell("t", "r", "c", "from python")
-        await peers.wait_for_content("node", py.store.get_content())
-        await peers.call("node", "setValue", "v", "from node")
-        await wait_until(lambda: py.store.get_value("v") == "from node")
-        received = await peers.received("node")
+        await node_peers.wait_for_content("node", py.store.get_content())
+        await node_peers.call("node", "setValue", "v", "from node")
+        await eventually(lambda: py.store.get_value("v") == "from node")
+        received = await node_peers.received("node")
         assert received and all(m.startswith(CUSTOM_PREFIX + "s") for m in received)
-        await wait_until(py.persister.is_settled)
+        await eventually(py.persister.is_settled)
         _, content = await get_store(store_url(custom_server, room, CUSTOM_PATH))
         assert js_equal(content, py.store.get_content())
         assert py.errors == []
 
 
-async def test_initial_content_and_loading_an_existing_room(server: Any, peers: NodePeers) -> None:
+async def test_initial_content_and_loading_an_existing_room(
+    each_server: RoomServer, node_peers: NodePeers
+) -> None:
     room = new_room("initial")
-    async with py_client(server.host, room, initial_content=({"t": {"r": {"c": 1}}}, {})) as a:
+    async with py_client(each_server.host, room, initial_content=({"t": {"r": {"c": 1}}}, {})) as a:
         assert a.store.get_tables() == {"t": {"r": {"c": 1}}}
-        await wait_until(a.persister.is_settled)
-        result = await peers.connect("node", host=server.host, room=room)
+        await eventually(a.persister.is_settled)
+        result = await node_peers.connect("node", host=each_server.host, room=room)
         assert js_equal(result["content"], a.store.get_content())
         # A second Python client loads the room; its initial content is not used.
-        async with py_client(server.host, room, initial_content=({}, {"ignored": 1})) as b:
+        async with py_client(each_server.host, room, initial_content=({}, {"ignored": 1})) as b:
             assert b.store.get_content() == ({"t": {"r": {"c": 1}}}, {})
             assert b.persister.get_status() is Status.IDLE
 
 
-async def test_edit_during_initial_save_is_sent(server: Any, peers: NodePeers) -> None:
+async def test_edit_during_initial_save_is_sent(
+    each_server: RoomServer, node_peers: NodePeers
+) -> None:
     """The reference never sends an edit made while its initial PUT is in flight."""
     room = new_room("race")
-    target_host, target_port = server.host.rsplit(":", 1)
-    await peers.connect("node", host=server.host, room=room)
+    target_host, target_port = each_server.host.rsplit(":", 1)
+    await node_peers.connect("node", host=each_server.host, room=room)
     with TcpProxy(target_host, int(target_port)) as proxy:
         proxy.set_delay(0.15)  # slow network: the PUT stays in flight a while
         async with py_client(proxy.host, room, start=False) as py:
             statuses: list[Status] = []
             py.persister.add_status_listener(lambda _p, s: statuses.append(s))
             starting = asyncio.ensure_future(py.persister.start_auto_persisting())
-            await wait_until(lambda: py.persister.is_auto_loading() and Status.SAVING in statuses)
+            await eventually(lambda: py.persister.is_auto_loading() and Status.SAVING in statuses)
             assert not starting.done()
             py.store.set_cell("t", "r", "c", "made during the PUT")
             await starting
-            await peers.wait_for_content("node", ({"t": {"r": {"c": "made during the PUT"}}}, {}))
+            await node_peers.wait_for_content(
+                "node", ({"t": {"r": {"c": "made during the PUT"}}}, {})
+            )
 
 
-async def test_big_change_set_is_split(server: Any, peers: NodePeers) -> None:
+async def test_big_change_set_is_split(each_server: RoomServer, node_peers: NodePeers) -> None:
     """>1 MiB in one transaction reaches the other client intact, in several messages."""
     room = new_room("split")
-    await peers.connect("node", host=server.host, room=room)
-    async with py_client(server.host, room) as py:
+    await node_peers.connect("node", host=each_server.host, room=room)
+    async with py_client(each_server.host, room) as py:
         big = "é" * 2500  # 5000 bytes of UTF-8 per cell
         with py.store.transaction():
             for i in range(300):
                 py.store.set_cell("big", f"r{i}", "text", f"{i}:{big}")
             py.store.set_value("count", 300)
-        await peers.wait_for_content("node", py.store.get_content(), timeout=30)
+        await node_peers.wait_for_content("node", py.store.get_content(), timeout=30)
         assert py.persister.messages_sent >= 2
-        received = await peers.received("node")
+        received = await node_peers.received("node")
         assert len(received) >= 2
         assert all(len(m.encode()) < 1024 * 1024 for m in received)
         # The connection survived (PartyKit closes it on a frame over 1 MiB).
         assert py.socket.ready_state == PartySocket.OPEN
-        assert (await peers.status("node"))["closes"] == 0
-        await wait_until(py.persister.is_settled)
-        _, content = await get_store(store_url(server, room))
+        assert (await node_peers.status("node"))["closes"] == 0
+        await eventually(py.persister.is_settled)
+        _, content = await get_store(store_url(each_server, room))
         assert js_equal(content, py.store.get_content())
         assert py.errors == []
 
 
-async def test_single_cell_over_the_limit_is_reported(python_server: ServerThread) -> None:
+async def test_single_cell_over_the_limit_is_reported(server: ServerThread) -> None:
     room = new_room("toolarge")
-    async with py_client(python_server.host, room, {"max_message_bytes": 1000}) as py:
+    async with py_client(server.host, room, {"max_message_bytes": 1000}) as py:
         py.store.set_cell("t", "r", "small", "ok")
         py.store.set_cell("t", "r", "huge", "x" * 2000)
-        await wait_until(lambda: any(isinstance(e, ChangesTooLargeError) for e in py.errors))
-        _, content = await get_store(store_url(python_server, room))
+        await eventually(lambda: any(isinstance(e, ChangesTooLargeError) for e in py.errors))
+        _, content = await get_store(store_url(server, room))
         assert content == ({"t": {"r": {"small": "ok"}}}, {})
         assert py.store.get_cell("t", "r", "huge") == "x" * 2000  # kept locally
 
 
-async def test_loop_of_edits_is_one_message(server: Any, peers: NodePeers) -> None:
+async def test_loop_of_edits_is_one_message(each_server: RoomServer, node_peers: NodePeers) -> None:
     room = new_room("coalesce")
-    await peers.connect("node", host=server.host, room=room)
-    async with py_client(server.host, room) as py:
-        await wait_until(py.persister.is_settled)
+    await node_peers.connect("node", host=each_server.host, room=room)
+    async with py_client(each_server.host, room) as py:
+        await eventually(py.persister.is_settled)
         before = py.persister.messages_sent
         for i in range(500):
             py.store.set_cell("t", str(i), "c", i)  # 500 transactions, one loop turn
-        await peers.wait_for_content("node", py.store.get_content())
+        await node_peers.wait_for_content("node", py.store.get_content())
         assert py.persister.messages_sent - before == 1
-        assert len(await peers.received("node")) == 1
+        assert len(await node_peers.received("node")) == 1
 
 
 # -- bad input ------------------------------------------------------------------------------
-class EvilRoom:
-    """A small real room server that misbehaves on demand (Starlette on uvicorn)."""
-
-    def __init__(self) -> None:
-        self.get_status = 200
-        self.get_body = b'[{"t":{"r":{"c":1}}},{}]'
-        self.hang = False
-        self.release = threading.Event()  # ends hanging requests (set at teardown)
-        self.frames: list[str | bytes] = []
-        self.requests: list[str] = []
-        self.received: list[str] = []  # frames our client sent, in order
-
-        async def store(request: Request) -> Response:
-            self.requests.append(request.method)
-            while self.hang and not self.release.is_set():
-                await asyncio.sleep(0.02)
-            if request.method == "PUT":
-                return Response(status_code=205)
-            return Response(self.get_body, status_code=self.get_status)
-
-        async def room(websocket: WebSocket) -> None:
-            await websocket.accept()
-            for frame in self.frames:
-                if isinstance(frame, bytes):
-                    await websocket.send_bytes(frame)
-                else:
-                    await websocket.send_text(frame)
-            with contextlib.suppress(Exception):
-                while True:
-                    self.received.append(await websocket.receive_text())
-
-        self.app = Starlette(
-            routes=[
-                Route("/parties/main/{room}/store", store, methods=["GET", "PUT"]),
-                WebSocketRoute("/parties/main/{room}", room),
-            ]
-        )
-
-
-@pytest.fixture
-def evil() -> Iterator[tuple[EvilRoom, ServerThread]]:
-    room = EvilRoom()
-    server = run_in_thread(room.app)
-    try:
-        yield room, server
-    finally:
-        room.release.set()
-        server.stop()
-
-
 async def test_malformed_and_foreign_messages_are_reported(
     evil: tuple[EvilRoom, ServerThread],
 ) -> None:
@@ -469,7 +328,7 @@ async def test_malformed_and_foreign_messages_are_reported(
     ]
     with capture_loop_errors() as loop_errors:
         async with py_client(server.host, "evil") as py:
-            await wait_until(lambda: py.store.get_cell("t", "r", "d") == 2)
+            await eventually(lambda: py.store.get_cell("t", "r", "d") == 2)
             assert py.store.get_content() == ({"t": {"r": {"c": 1, "d": 2}}}, {})
             kinds = [type(e) for e in py.errors]
             assert kinds.count(ForeignMessageError) == 1
@@ -511,25 +370,29 @@ async def test_server_that_never_answers_times_out(evil: tuple[EvilRoom, ServerT
         assert any(isinstance(e, httpx.TimeoutException) for e in py.errors)
 
 
-async def test_garbage_sent_to_a_real_room_changes_nothing(server: Any, peers: NodePeers) -> None:
+async def test_garbage_sent_to_a_real_room_changes_nothing(
+    each_server: RoomServer, node_peers: NodePeers
+) -> None:
     room = new_room("garbage")
-    async with py_client(server.host, room, initial_content=({"t": {"r": {"c": 1}}}, {})) as py:
-        await wait_until(py.persister.is_settled)
-        url = f"ws://{server.host}/parties/main/{room}?_pk=raw-garbage"
+    async with py_client(
+        each_server.host, room, initial_content=({"t": {"r": {"c": 1}}}, {})
+    ) as py:
+        await eventually(py.persister.is_settled)
+        url = f"ws://{each_server.host}/parties/main/{room}?_pk=raw-garbage"
         async with websockets.connect(url, close_timeout=0.2) as raw:
             for frame in ["x", "s[", "s[{},{}", 's[{"t":{"r":{"c":NaN}}},{},1]', "zzz"]:
                 await raw.send(frame)
             await raw.send('s[{"t":{"r":{"raw":true}}},{},1]')
-            await wait_until(lambda: py.store.get_cell("t", "r", "raw") is True)
+            await eventually(lambda: py.store.get_cell("t", "r", "raw") is True)
         assert py.store.get_content() == ({"t": {"r": {"c": 1, "raw": True}}}, {})
         assert py.errors == []
 
 
-async def test_destroy_closes_everything(python_server: ServerThread) -> None:
+async def test_destroy_closes_everything(server: ServerThread) -> None:
     room = new_room("destroy")
-    async with py_client(python_server.host, room) as py:
+    async with py_client(server.host, room) as py:
         py.store.set_cell("t", "r", "c", 1)
-        await wait_until(py.persister.is_settled)
+        await eventually(py.persister.is_settled)
         http = py.persister._http
         assert http is not None
         await py.persister.destroy()
@@ -537,7 +400,7 @@ async def test_destroy_closes_everything(python_server: ServerThread) -> None:
         assert not py.persister.is_auto_loading() and not py.persister.is_auto_saving()
         py.store.set_cell("t", "r", "c", 2)
         await asyncio.sleep(0.05)
-        _, content = await get_store(store_url(python_server, room))
+        _, content = await get_store(store_url(server, room))
         assert content == ({"t": {"r": {"c": 1}}}, {})
 
 
@@ -560,8 +423,12 @@ async def test_sent_messages_match_the_reference_byte_for_byte(
             else:  # "setCell same value (no change)": no message (the next case would see it)
                 current = py.store.get_cell("pets", "fido", "species")
                 py.store.set_cell("pets", "fido", "species", current)
-            await wait_until(py.persister.is_settled)
-            await wait_until(lambda c=case, b=before: len(room.received) >= b + len(c["messages"]))
+            await eventually(py.persister.is_settled)
+
+            def arrived(count: int = before + len(case["messages"])) -> bool:
+                return len(room.received) >= count
+
+            await eventually(arrived)
             assert room.received[before:] == case["messages"], case["name"]
             assert js_equal(py.store.get_content(), tuple(case["content_after"])), case["name"]
         assert py.errors == []
@@ -575,7 +442,7 @@ async def test_received_messages_apply_like_the_reference(
     room.get_body = json.dumps(case["before"], ensure_ascii=False).encode()
     room.frames = [case["message"], 's[{},{"__done__":true},1]']
     async with py_client(server.host, "incoming") as py:
-        await wait_until(lambda: py.store.get_value("__done__") is True)
+        await eventually(lambda: py.store.get_value("__done__") is True)
         py.store.del_value("__done__")
         assert js_equal(py.store.get_content(), tuple(case["content_after"]))
         if not js_equal(tuple(case["before"]), tuple(case["content_after"])):
