@@ -23,7 +23,7 @@ from partywidget.changes import (
     split_changes,
 )
 from partywidget.codec import decode_changes, encode_changes, encode_message, is_cell, js_dumps
-from partywidget.model import DELETED
+from partywidget.model import DELETED, Changes, Content
 
 # Few ids, so that sequences of Changes keep hitting the same tables, rows and cells.
 IDS = st.sampled_from(["a", "b", "c", "0", "1", "é"])
@@ -142,8 +142,8 @@ def test_diff_uses_javascript_equality() -> None:
 
 def test_diff_orders_like_tinybase_set_content() -> None:
     """Sets in the new order first, then deletions (what setRow / setTables send)."""
-    old = ({"pets": {"fido": {"species": "cat", "legs": 4}}, "x": {"r": {"c": 1}}}, {})
-    new = ({"t": {"r": {"c": 1}}, "pets": {"fido": {"species": "dog"}}}, {})
+    old: Content = ({"pets": {"fido": {"species": "cat", "legs": 4}}, "x": {"r": {"c": 1}}}, {})
+    new: Content = ({"t": {"r": {"c": 1}}, "pets": {"fido": {"species": "dog"}}}, {})
     assert (
         encode_changes(diff_content(old, new))
         == '[{"t":{"r":{"c":1}},"pets":{"fido":{"species":"dog","legs":"\ufffc"}},"x":"\ufffc"},{},1]'
@@ -227,9 +227,9 @@ def test_coalesced_equals_sequential(content: Any, seq: list[Any]) -> None:
 
 
 def test_coalesce_examples() -> None:
-    set_c = ({"t": {"r": {"c": 1}}}, {}, 1)
-    del_row = ({"t": {"r": DELETED}}, {}, 1)
-    set_d = ({"t": {"r": {"d": 2}}}, {}, 1)
+    set_c: Changes = ({"t": {"r": {"c": 1}}}, {}, 1)
+    del_row: Changes = ({"t": {"r": DELETED}}, {}, 1)
+    set_d: Changes = ({"t": {"r": {"d": 2}}}, {}, 1)
     assert coalesce_changes([set_c, ({"t": {"r": {"c": 2}}}, {"v": 1}, 1)]) == [
         ({"t": {"r": {"c": 2}}}, {"v": 1}, 1)
     ]
@@ -320,7 +320,7 @@ def drop_empties(changes: Any) -> Any:
 
 
 def test_split_names_the_cell_that_cannot_fit() -> None:
-    changes = ({"t": {"r": {"small": 1, "big": "x" * 1000}}}, {}, 1)
+    changes: Changes = ({"t": {"r": {"small": 1, "big": "x" * 1000}}}, {}, 1)
     with pytest.raises(ChangesTooLargeError, match=r"'t'/'r'/'big'"):
         split_changes(changes, 500)
     with pytest.raises(ValueError, match=r"value 'v'"):
@@ -328,7 +328,7 @@ def test_split_names_the_cell_that_cannot_fit() -> None:
 
 
 def test_split_large_changes_into_many_parts() -> None:
-    changes = ({"t": {f"r{i}": {"c": "é" * 50, "n": i} for i in range(2000)}}, {}, 1)
+    changes: Changes = ({"t": {f"r{i}": {"c": "é" * 50, "n": i} for i in range(2000)}}, {}, 1)
     parts = split_changes(changes, 4096, "pfx")
     assert len(parts) > 10
     assert all(message_bytes(p, "pfx") <= 4096 for p in parts)

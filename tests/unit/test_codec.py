@@ -38,7 +38,7 @@ from partywidget.codec import (
     validate_changes,
     validate_content,
 )
-from partywidget.model import DELETED
+from partywidget.model import DELETED, Changes
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((ROOT / "tests" / "wire-vectors.json").read_text(encoding="utf-8"))
@@ -159,7 +159,11 @@ def test_non_numbers_rejected(bad: Any) -> None:
 
 
 def test_cell_numbers_encode_as_javascript() -> None:
-    changes = ({"t": {"r": {"a": 4.0, "b": -0.0, "c": 1e-7, "d": 2**60, "e": 1e21}}}, {}, 1)
+    changes: Changes = (
+        {"t": {"r": {"a": 4.0, "b": -0.0, "c": 1e-7, "d": 2**60, "e": 1e21}}},
+        {},
+        1,
+    )
     assert (
         encode_changes(changes)
         == '[{"t":{"r":{"a":4,"b":0,"c":1e-7,"d":1152921504606847000,"e":1e+21}}},{},1]'

@@ -10,11 +10,11 @@ import pytest
 
 from partywidget.frames import FrameCache, table_changes_from_frame, table_to_frame
 from partywidget.model import DELETED
-from partywidget.store import create_store
+from partywidget.store import Store, create_store
 
 
 @pytest.fixture
-def store():
+def store() -> Store:
     s = create_store()
     s.set_table(
         "pets",
@@ -27,7 +27,7 @@ def store():
     return s
 
 
-def test_frame_shape_order_and_missing_cells(store):
+def test_frame_shape_order_and_missing_cells(store: Store) -> None:
     df = table_to_frame(store, "pets")
     assert df.index.name == "row_id"
     assert list(df.index) == ["fido", "felix", "polly"]
@@ -38,7 +38,7 @@ def test_frame_shape_order_and_missing_cells(store):
     assert df.loc["polly", "meta"] == {"a": 1}
 
 
-def test_inferred_nullable_dtypes(store):
+def test_inferred_nullable_dtypes(store: Store) -> None:
     df = table_to_frame(store, "pets")
     assert str(df["species"].dtype) == "string"
     assert str(df["legs"].dtype) == "Int64"
@@ -49,25 +49,25 @@ def test_inferred_nullable_dtypes(store):
     assert df["legs"].tolist() == [4, 4, pd.NA]
 
 
-def test_mixed_column_is_object():
+def test_mixed_column_is_object() -> None:
     s = create_store().set_table("t", {"a": {"x": 1}, "b": {"x": "one"}, "c": {"x": True}})
     df = table_to_frame(s, "t")
     assert df["x"].dtype == object
     assert df["x"].tolist() == [1, "one", True]
 
 
-def test_bools_and_ints_do_not_mix_into_numbers():
+def test_bools_and_ints_do_not_mix_into_numbers() -> None:
     s = create_store().set_table("t", {"a": {"x": 1}, "b": {"x": True}})
     assert table_to_frame(s, "t")["x"].dtype == object
 
 
-def test_empty_and_missing_table():
+def test_empty_and_missing_table() -> None:
     df = table_to_frame(create_store(), "nothing")
     assert df.empty
     assert df.index.name == "row_id"
 
 
-def test_schema_sets_column_order_and_dtypes():
+def test_schema_sets_column_order_and_dtypes() -> None:
     s = create_store().set_tables_schema(
         {"t": {"n": {"type": "number"}, "s": {"type": "string"}, "b": {"type": "boolean"}}}
     )
@@ -80,7 +80,7 @@ def test_schema_sets_column_order_and_dtypes():
     assert df.loc["r2", "s"] is pd.NA
 
 
-def test_cache_rebuilds_only_changed_tables(store):
+def test_cache_rebuilds_only_changed_tables(store: Store) -> None:
     store.set_table("other", {"r": {"v": 1}})
     cache = FrameCache(store)
     first = cache.frame("pets")
@@ -105,7 +105,7 @@ def test_cache_rebuilds_only_changed_tables(store):
     cache.close()
 
 
-def test_cache_is_not_corrupted_by_callers(store):
+def test_cache_is_not_corrupted_by_callers(store: Store) -> None:
     cache = FrameCache(store)
     df = cache.frame("pets")
     df.loc["fido", "legs"] = 99
@@ -115,25 +115,25 @@ def test_cache_is_not_corrupted_by_callers(store):
     assert "new" not in again.columns
 
 
-def test_cache_notices_schema_changes(store):
+def test_cache_notices_schema_changes(store: Store) -> None:
     cache = FrameCache(store)
     assert str(cache.frame("pets")["legs"].dtype) == "Int64"
     store.set_tables_schema({"pets": {"legs": {"type": "number"}, "species": {"type": "string"}}})
     assert str(cache.frame("pets")["legs"].dtype) == "Float64"
 
 
-def test_unchanged_frame_gives_no_changes(store):
+def test_unchanged_frame_gives_no_changes(store: Store) -> None:
     df = table_to_frame(store, "pets")
     assert table_changes_from_frame(store, "pets", df) == ({}, {}, 1)
 
 
-def test_one_edited_cell_gives_one_change(store):
+def test_one_edited_cell_gives_one_change(store: Store) -> None:
     df = table_to_frame(store, "pets")
     df.loc["felix", "legs"] = 3
     assert table_changes_from_frame(store, "pets", df) == ({"pets": {"felix": {"legs": 3}}}, {}, 1)
 
 
-def test_na_deletes_rows_and_columns(store):
+def test_na_deletes_rows_and_columns(store: Store) -> None:
     df = table_to_frame(store, "pets")
     df.loc["fido", "weight"] = pd.NA
     df = df.drop(index="polly").drop(columns=["tags"])
@@ -150,14 +150,15 @@ def test_na_deletes_rows_and_columns(store):
     }
 
 
-def test_new_rows_and_numpy_and_datetime_conversion():
+def test_new_rows_and_numpy_and_datetime_conversion() -> None:
     s = create_store()
     df = pd.DataFrame(
         {
             "i": np.array([1, 2], dtype=np.int64),
             "f": np.array([0.5, np.nan]),
             "b": np.array([True, False]),
-            "when": pd.to_datetime(["2024-01-02T03:04:05", None]),
+            # pandas-stubs leave out None (NaT), which pandas accepts
+            "when": pd.to_datetime(["2024-01-02T03:04:05", None]),  # type: ignore[arg-type]
             "o": [np.int32(7), {"k": np.float32(1.5)}],
         },
         index=pd.Index(["a", "b"], name="row_id"),
@@ -175,7 +176,7 @@ def test_new_rows_and_numpy_and_datetime_conversion():
     assert s.get_cell("t", "a", "when") == "2024-01-02T03:04:05"
 
 
-def test_python_datetime_and_date_objects():
+def test_python_datetime_and_date_objects() -> None:
     s = create_store()
     df = pd.DataFrame(
         {"d": [dt.date(2024, 5, 6)], "t": [dt.datetime(2024, 5, 6, 7, 8)]}, index=["r"]
@@ -185,7 +186,7 @@ def test_python_datetime_and_date_objects():
     }
 
 
-def test_unsupported_values_name_the_column(store):
+def test_unsupported_values_name_the_column(store: Store) -> None:
     df = table_to_frame(store, "pets")
     df["bad"] = pd.Series([{1, 2}, None, None], index=df.index, dtype=object)
     with pytest.raises(TypeError, match="'bad'"):
@@ -196,7 +197,7 @@ def test_unsupported_values_name_the_column(store):
         table_changes_from_frame(store, "pets", df2)
 
 
-def test_non_string_labels_are_refused(store):
+def test_non_string_labels_are_refused(store: Store) -> None:
     df = pd.DataFrame({0: [1]}, index=["r"])
     with pytest.raises(TypeError, match="column names"):
         table_changes_from_frame(store, "t", df)
@@ -209,21 +210,21 @@ def test_non_string_labels_are_refused(store):
     }
 
 
-def test_type_changes_count_even_when_values_compare_equal():
+def test_type_changes_count_even_when_values_compare_equal() -> None:
     # JavaScript: true !== 1, so True -> 1 is a change; 4 -> 4.0 is not.
     s = create_store().set_table("t", {"r": {"b": True, "n": 4}})
     df = pd.DataFrame({"b": [1], "n": [4.0]}, index=["r"], dtype=object)
     assert table_changes_from_frame(s, "t", df)[0] == {"t": {"r": {"b": 1}}}
 
 
-def test_json_cells_compare_deeply(store):
+def test_json_cells_compare_deeply(store: Store) -> None:
     df = table_to_frame(store, "pets")
     assert table_changes_from_frame(store, "pets", df) == ({}, {}, 1)
-    df.at["polly", "meta"] = {"a": 2}
+    df.at["polly", "meta"] = {"a": 2}  # type: ignore[assignment]  # stubs: scalars only
     assert table_changes_from_frame(store, "pets", df)[0] == {"pets": {"polly": {"meta": {"a": 2}}}}
 
 
-def test_json_cells_compare_as_tinybase_does():
+def test_json_cells_compare_as_tinybase_does() -> None:
     """TinyBase compares object cells by their JSON text: key order counts, 4 == 4.0."""
     s = create_store().set_table("t", {"r": {"j": {"a": 1, "b": [4]}}})
     same = pd.DataFrame({"j": [{"a": 1.0, "b": [4.0]}]}, index=["r"], dtype=object)
@@ -236,7 +237,7 @@ def test_json_cells_compare_as_tinybase_does():
     }
 
 
-def test_patched_frames_equal_fresh_builds():
+def test_patched_frames_equal_fresh_builds() -> None:
     """Random small edits: the cache's patched frame must equal a rebuild, always."""
     import random
 
