@@ -21,6 +21,7 @@ from partywidget.server.app import create_app
 from partywidget.server.room import MIB, Limits
 from partywidget.server.thread import ServerThread, run_in_thread
 from support.reliability import TIMEOUT
+from support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,9 +60,7 @@ async def _refused(
                 await ws.recv()
         sender.cancel()
         stall.set()
-    async with asyncio.timeout(TIMEOUT):
-        while not any(log in r.getMessage() for r in caplog.records):
-            await asyncio.sleep(0.02)
+    await eventually(lambda: any(log in r.getMessage() for r in caplog.records), TIMEOUT, log)
     return None if closed.value.rcvd is None else closed.value.rcvd.code
 
 

@@ -6,7 +6,6 @@ would (``Origin``, a rebinding ``Host``). Clients without ``Origin`` (Python, No
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator
 
@@ -18,6 +17,7 @@ from websockets.exceptions import InvalidStatus
 from partywidget.server.app import create_app
 from partywidget.server.thread import ServerThread, run_in_thread
 from support.reliability import TIMEOUT
+from support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -143,9 +143,9 @@ async def test_client_supplied_ids_cannot_forge_log_lines(
     def lines() -> list[str]:
         return [r.getMessage() for r in caplog.records if "log-forgery" in r.getMessage()]
 
-    async with asyncio.timeout(TIMEOUT):
-        while not any("close main/log-forgery" in line for line in lines()):
-            await asyncio.sleep(0.02)
+    await eventually(
+        lambda: any("close main/log-forgery" in line for line in lines()), TIMEOUT, "the close log"
+    )
     logged = lines()
     assert any("\\nERROR forged\\x1b[31m" in line for line in logged), logged
     assert not [line for line in logged if "\n" in line or "\x1b" in line]

@@ -28,6 +28,7 @@ from partywidget.persister import (
     create_custom_persister,
 )
 from partywidget.store import Store, create_store
+from support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -128,13 +129,6 @@ def make(
     return store, persister, errors
 
 
-async def settle(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait (yielding to the loop) until ``condition()`` holds."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.001)
-
-
 # -- load / save ------------------------------------------------------------------------
 async def test_load_replaces_store_content() -> None:
     room = MemoryRoom(({"t": {"r": {"c": 1}}}, {"v": "x"}))
@@ -197,11 +191,11 @@ async def test_two_stores_sync_through_the_room() -> None:
 
     a.set_cell("t", "r2", "c", {"json": [1, 2]})
     b.set_value("v", False)
-    await settle(lambda: a.get_content() == b.get_content() == room.content)
+    await eventually(lambda: a.get_content() == b.get_content() == room.content)
     a.del_row("t", "r")
-    await settle(lambda: b.get_row_ids("t") == ["r2"])
+    await eventually(lambda: b.get_row_ids("t") == ["r2"])
     b.del_tables()
-    await settle(lambda: a.get_tables() == {})
+    await eventually(lambda: a.get_tables() == {})
     assert a.get_content() == b.get_content() == room.content == ({}, {"v": False})
     assert errors_a == errors_b == []
 
@@ -213,11 +207,11 @@ async def test_remote_changes_are_not_echoed() -> None:
     await pa.start_auto_persisting()
     await pb.start_auto_persisting()
     a.set_cell("t", "r", "c", 1)
-    await settle(lambda: b.get_cell("t", "r", "c") == 1)
+    await eventually(lambda: b.get_cell("t", "r", "c") == 1)
     # b's own next edit reaches a only after anything b sent before it, so an echo
     # of a's edit would be in the room's log before this marker.
     b.set_value("marker", True)
-    await settle(lambda: a.get_value("marker") is True)
+    await eventually(lambda: a.get_value("marker") is True)
     assert room.change_saves == [({"t": {"r": {"c": 1}}}, {}, 1), ({}, {"marker": True}, 1)]
 
 
@@ -230,15 +224,15 @@ async def test_edits_in_one_loop_turn_are_coalesced() -> None:
     for i in range(1000):
         a.set_cell("t", str(i), "c", i)
     a.set_value("done", True)
-    await settle(lambda: b.get_value("done") is True)
+    await eventually(lambda: b.get_value("done") is True)
     assert len(room.change_saves) == 1
     assert len(b.get_row_ids("t")) == 1000
     # Separate turns are separate messages.
     a.set_cell("t", "0", "c", "x")
-    await settle(lambda: len(room.change_saves) == 2)
+    await eventually(lambda: len(room.change_saves) == 2)
     a.set_cell("t", "1", "c", "y")
-    await settle(lambda: len(room.change_saves) == 3)
-    await settle(lambda: b.get_content() == a.get_content())
+    await eventually(lambda: len(room.change_saves) == 3)
+    await eventually(lambda: b.get_content() == a.get_content())
 
 
 async def test_coalescing_off_sends_every_transaction() -> None:
@@ -247,7 +241,7 @@ async def test_coalescing_off_sends_every_transaction() -> None:
     await pa.start_auto_save()
     for i in range(5):
         a.set_cell("t", str(i), "c", i)
-    await settle(lambda: len(room.change_saves) == 5)
+    await eventually(lambda: len(room.change_saves) == 5)
 
 
 async def test_delete_then_set_in_one_turn_keeps_order() -> None:
@@ -259,7 +253,7 @@ async def test_delete_then_set_in_one_turn_keeps_order() -> None:
     await pb.start_auto_persisting()
     a.del_row("t", "r")
     a.set_cell("t", "r", "x", 3)  # cannot merge with the row deletion
-    await settle(lambda: b.get_row("t", "r") == {"x": 3})
+    await eventually(lambda: b.get_row("t", "r") == {"x": 3})
     assert room.content == ({"t": {"r": {"x": 3}}}, {})
     assert len(room.change_saves) == 2
 
@@ -270,12 +264,12 @@ async def test_edits_during_initial_save_are_sent_afterwards() -> None:
     await pa.load()
     room.save_gate.clear()
     starting = asyncio.ensure_future(pa.start_auto_save())
-    await settle(lambda: pa.get_status() is Status.SAVING)
+    await eventually(lambda: pa.get_status() is Status.SAVING)
     a.set_cell("t", "r", "c", 1)  # while the initial save is in flight
     assert pa.has_pending_changes()
     room.save_gate.set()
     await starting
-    await settle(lambda: len(room.change_saves) == 1)
+    await eventually(lambda: len(room.change_saves) == 1)
     assert room.events == ["full", "changes"]  # held until the save completed
     assert room.content == ({"t": {"r": {"c": 1}}}, {})
 
@@ -291,8 +285,8 @@ async def test_remote_data_does_not_override_unsent_local_edits() -> None:
     # keep its value locally too.
     a.set_cell("t", "r", "c", "a")
     b.set_cell("t", "r", "c", "b")
-    await settle(lambda: not pa.has_pending_changes() and not pb.has_pending_changes())
-    await settle(lambda: a.get_content() == room.content)
+    await eventually(lambda: not pa.has_pending_changes() and not pb.has_pending_changes())
+    await eventually(lambda: a.get_content() == room.content)
     # Without re-applying b's unsent edit over a's incoming one, b would keep "a" while
     # the room (which got b's edit last) has "b".
     assert b.get_content() == room.content
@@ -314,7 +308,7 @@ async def test_changes_from_another_thread_reach_the_loop() -> None:
     thread = threading.Thread(target=edit)
     thread.start()
     await asyncio.to_thread(thread.join)
-    await settle(lambda: len(b.get_row_ids("t")) == 50)
+    await eventually(lambda: len(b.get_row_ids("t")) == 50)
     assert threads[0] != threading.get_ident()
     assert b.get_content() == a.get_content() == room.content
     assert errors == []
@@ -330,7 +324,7 @@ async def test_stop_and_restart_auto_persisting() -> None:
     assert not pb.is_auto_loading() and not pb.is_auto_saving()
     a.set_cell("t", "r", "c", 1)
     b.set_cell("t", "r", "c", 2)
-    await settle(lambda: room.content == ({"t": {"r": {"c": 1}}}, {}))
+    await eventually(lambda: room.content == ({"t": {"r": {"c": 1}}}, {}))
     # only a still listens, so nothing can reach b; and b did not send its edit
     assert len(room.listeners) == 1 and len(room.change_saves) == 1
     assert b.get_cell("t", "r", "c") == 2
@@ -401,7 +395,7 @@ async def test_hooks_see_local_edits_with_old_values_and_take_them_synchronously
     await persister.start_auto_persisting()
     store.set_cell("t", "r", "c", "after")
     store.set_cell("t", "r", "d", 1)
-    await settle(lambda: bool(taken))
+    await eventually(lambda: bool(taken))
     assert seen[0] == (
         ({"t": {"r": {"c": "after"}}}, {}, 1),
         ({"t": {"r": {"c": ["before", "after"]}}}, {}),
