@@ -1,4 +1,4 @@
-"""Fixtures for the notebook tests (the runner itself is in ``nb_support``)."""
+"""Fixtures for the notebook tests (the runner itself is in ``support/notebooks.py``)."""
 
 from __future__ import annotations
 

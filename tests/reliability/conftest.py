@@ -1,4 +1,4 @@
-"""Fixtures for reliability tests (helpers live in ``reliability_helpers``).
+"""Fixtures for reliability tests (helpers live in ``support/reliability.py``).
 
 - ``server_process``: factory of started :class:`ServerProcess` (stopped at teardown);
 - ``room``: a unique room name per test;
