@@ -50,7 +50,9 @@ from partywidget.server.wire_rules import (
     longest_id,
     marker_misuse,
     parse_changes,
+    row_items,
     strip_deleted,
+    table_items,
     to_wire,
 )
 
@@ -453,17 +455,9 @@ class TinyBasePartyKitServer(PartyServer):
                             else:
                                 rejected.append(("cell", *ids, True))
                     else:
-                        rejected.extend(
-                            ("cell", table_id, row_id, c, v is not DELETED) for c, v in row.items()
-                        )
+                        rejected.extend(row_items(table_id, row_id, row))
             else:
-                for row_id, row in table.items():
-                    if row is DELETED:
-                        rejected.append(("row", table_id, row_id))
-                    else:
-                        rejected.extend(
-                            ("cell", table_id, row_id, c, v is not DELETED) for c, v in row.items()
-                        )
+                rejected.extend(table_items(table_id, table))
         for value_id, value in values.items():
             if value is DELETED:
                 if value_id not in self._values:

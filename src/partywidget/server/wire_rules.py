@@ -28,7 +28,9 @@ __all__ = [
     "longest_id",
     "marker_misuse",
     "parse_changes",
+    "row_items",
     "strip_deleted",
+    "table_items",
     "to_wire",
 ]
 
@@ -197,20 +199,30 @@ def _contains_deleted_marker(obj: Any) -> bool:
     return False
 
 
+def row_items(table_id: str, row_id: str, row: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """A row's cells in ``Plan.rejected``'s form."""
+    return [("cell", table_id, row_id, c, v is not DELETED) for c, v in row.items()]
+
+
+def table_items(table_id: str, table: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """A table's rows (deleted) and cells in ``Plan.rejected``'s form."""
+    items: list[tuple[Any, ...]] = []
+    for row_id, row in table.items():
+        if row is DELETED:
+            items.append(("row", table_id, row_id))
+        else:
+            items.extend(row_items(table_id, row_id, row))
+    return items
+
+
 def attempted(plan: Plan) -> list[tuple[Any, ...]]:
     """Every item a plan would change (in ``Plan.rejected``'s form), rejected ones too."""
     items: list[tuple[Any, ...]] = list(plan.rejected)
     for table_id, table in plan.accepted_tables.items():
         if table is DELETED:
             items.append(("table", table_id))
-            continue
-        for row_id, row in table.items():
-            if row is DELETED:
-                items.append(("row", table_id, row_id))
-            else:
-                items.extend(
-                    ("cell", table_id, row_id, c, v is not DELETED) for c, v in row.items()
-                )
+        else:
+            items.extend(table_items(table_id, table))
     items.extend(("value", v, x is not DELETED) for v, x in plan.accepted_values.items())
     return items
 
