@@ -63,6 +63,19 @@ async def test_cut_connection_converges_and_keeps_offline_edits(
                 await node_peers.call("editor", "setCell", "t", f"e{i}", "c", i)
             await node_peers.call("editor", "setValue", "shared", "editor")
             await node_peers.call("editor", "delRow", "t", "base")
+
+            async def room_moved_on() -> bool:
+                # The server holds all of it before anyone may reconnect (a loaded
+                # server may still be applying the editor's messages).
+                _, content = await get_store(url)
+                table = content[0].get("t", {})
+                return (
+                    all(f"e{i}" in table for i in range(5))
+                    and "base" not in table
+                    and content[1].get("shared") == "editor"
+                )
+
+            await eventually(room_moved_on, what="the room applied the editor's edits")
             # ...and both edit offline.
             py.store.set_cell("t", "py-offline", "c", "py")
             py.store.set_value("shared", "python")  # later than the editor's: must win
