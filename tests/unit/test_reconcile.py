@@ -301,6 +301,26 @@ def test_messages_held_during_a_resync_do_not_drop_edits_the_old_connection_lost
     assert Send(lost) in decisions
 
 
+def test_a_cell_a_held_message_sets_is_not_re_sent_over_it() -> None:
+    # Found by the model: c0's r1.a landed, c1 saw it and deleted it, then set it again;
+    # c0's connection died before either broadcast. The reload (taken between the two)
+    # shows r1.a empty, as before c0's edit: lost or deleted, the reload cannot tell.
+    # c1's set, held during the resync, was ordered after c0's edit: it wins.
+    rec = fresh()
+    mine = cell("t", "r1", "a", "c0.1")
+    send(rec, mine, old=({"t": {"r1": {"a": [DELETED, "c0.1"]}}}, {}))
+    (reload,) = rec.opened(2.0, auto_loading=True)
+    assert isinstance(reload, Reload)
+    theirs = cell("t", "r1", "a", "c1.3")
+    rec.received(theirs, 2.1, listening=True)
+    room: Content = ({}, {})
+    decisions = rec.reload_result(
+        reload.epoch, room, failed=False, auto_saving=True, socket_open=True
+    )
+    assert decisions[0] == Apply(room, (theirs,), count_load=True)
+    assert not any(isinstance(d, Send) for d in decisions)
+
+
 def test_a_cell_a_later_entry_overwrote_is_not_re_sent_stale() -> None:
     rec = fresh()
     first: Changes = ({"t": {"r1": {"a": "v1"}, "r2": DELETED}}, {}, 1)

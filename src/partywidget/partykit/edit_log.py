@@ -27,7 +27,7 @@ to consult it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from partywidget.changes import cells_equal, changes_is_empty, copy_changes, merge_changes_into
@@ -244,13 +244,25 @@ class EditLog:
                             wiped.add((table_id, row_id))
         return lost
 
-    def recover(self, content: Content, unsent: list[Changes]) -> list[Changes]:
+    def recover(
+        self, content: Content, unsent: list[Changes], held: Sequence[Any] = ()
+    ) -> list[Changes]:
         """Sort the log against the reloaded ``content``; return what was lost.
+
+        ``held``: messages received on the new connection during the resync. A cell one
+        of them *sets* is not re-sent: the server ordered that write after our lost one,
+        and its writer may have seen ours -- the reload cannot tell "never arrived" from
+        "arrived, then deleted by someone" when the cell was empty before our edit, and
+        re-sending would land our stale value over theirs. Their deletions do not count:
+        they cannot tell us that our value was seen.
 
         Afterwards the log is empty (the lost part is logged again when re-sent) and
         the histories restart from ``content``, for the edits still to be sent only.
         """
         lost = self.lost(content)
+        for data in held:
+            if len(data) == 3:
+                lost = _without_cells_set_by(lost, data)
         self.entries = []
         self.size = 0
         self._rebase(content, [*lost, *unsent])
@@ -427,6 +439,33 @@ def _remove_touched(sent: Changes, tables: dict[str, Any], values: dict[str, Any
         if sent_values.pop(value_id, _MISSING) is not _MISSING:
             touched = True
     return touched
+
+
+def _without_cells_set_by(changes_list: list[Changes], changes: Changes) -> list[Changes]:
+    """``changes_list`` (in place) without the cells and values ``changes`` sets to a
+    value (its deletions are ignored); empty Changes are dropped."""
+    tables, values = changes[0], changes[1]
+    for part in changes_list:
+        part_tables, part_values = part[0], part[1]
+        for table_id, table in tables.items():
+            part_table = part_tables.get(table_id)
+            if table is DELETED or not isinstance(part_table, dict):
+                continue
+            for row_id, row in table.items():
+                part_row = part_table.get(row_id)
+                if row is DELETED or not isinstance(part_row, dict):
+                    continue
+                for cell_id, value in row.items():
+                    if value is not DELETED:
+                        part_row.pop(cell_id, None)
+                if not part_row:
+                    del part_table[row_id]
+            if not part_table:
+                del part_tables[table_id]
+        for value_id, value in values.items():
+            if value is not DELETED:
+                part_values.pop(value_id, None)
+    return [part for part in changes_list if not changes_is_empty(part)]
 
 
 def _superseded(entries: list[Changes]) -> list[set[tuple[str, ...]]]:

@@ -374,7 +374,7 @@ class Reconciler:
             return (apply, *self._sends(offline, socket_open), *self._request_verify(True))
         lost: list[Changes] = []
         if self.confirming:
-            lost = self.log.recover(content, [*offline, *self._pending_local()])
+            lost = self.log.recover(content, [*offline, *self._pending_local()], held)
             for data in held:
                 self._note_remote(data)
             if lost:
