@@ -321,6 +321,32 @@ def test_a_cell_a_held_message_sets_is_not_re_sent_over_it() -> None:
     assert not any(isinstance(d, Send) for d in decisions)
 
 
+def test_a_broadcast_on_a_new_connection_keeps_edits_sent_on_the_old_one() -> None:
+    # Found by the model: c0's r2.a went into a dead connection; the resync's reload
+    # failed, so nothing sorted the log; then c1's table deletion (made without seeing
+    # r2.a) arrived on the new connection. It says nothing about the old connection's
+    # delivery: the edit stays logged, and the verifier finds it missing.
+    rec = fresh(quiet_period=0.5)
+    mine = cell("t", "r2", "a", "c0.1")
+    send(rec, mine, old=({"t": {"r2": {"a": [DELETED, "c0.1"]}}}, {}))
+    (reload,) = rec.opened(2.0, auto_loading=True)
+    assert isinstance(reload, Reload)
+    decisions = rec.reload_result(
+        reload.epoch, None, failed=True, auto_saving=True, socket_open=True
+    )
+    assert StartVerifier() in decisions
+    theirs: Changes = ({"t": DELETED}, {}, 1)
+    rec.received(theirs, 2.1, listening=True)
+    assert rec.log.entries == [mine]
+    assert rec.verify_step(2.2, can_verify=True) == pytest.approx(2.6)
+    assert rec.verify_step(3.0, can_verify=True) == VERIFY_NOW
+    assert rec.verify_result(({}, {}), lambda: ({}, {}), local_pending=False) == (Reconnect(),)
+    # a send on the new connection is kept apart (and is dropped by broadcasts as usual)
+    later = cell("t", "r3", "a", "c0.2")
+    send(rec, later, now=4.0)
+    assert rec.log.entries == [mine, later]
+
+
 def test_a_cell_a_later_entry_overwrote_is_not_re_sent_stale() -> None:
     rec = fresh()
     first: Changes = ({"t": {"r1": {"a": "v1"}, "r2": DELETED}}, {}, 1)

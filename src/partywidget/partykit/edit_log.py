@@ -51,6 +51,8 @@ class EditLog:
     def __init__(self, max_rows_with_old_values: int) -> None:
         self._max_rows = max_rows_with_old_values
         self.entries: list[Changes] = []
+        #: How many of ``entries`` were sent on an earlier connection (see note_remote).
+        self._older = 0
         #: Cells/values logged since the last size check (bounds the memory).
         self.size = 0
         self._history: dict[str, Any] = {}
@@ -139,7 +141,7 @@ class EditLog:
         """Keep what was just written to the connection until the server confirms it,
         and append the values sent to the cells' histories."""
         entries = self.entries
-        if not (entries and merge_changes_into(entries[-1], changes)):
+        if not (len(entries) > self._older and merge_changes_into(entries[-1], changes)):
             entries.append(copy_changes(changes))
         history = self._history
         size = 0
@@ -173,6 +175,10 @@ class EditLog:
             value_history[value_id] = _appended(value_history.get(value_id), value)
         self.size += size
 
+    def new_connection(self) -> None:
+        """A connection opened: what was sent before went on an older one."""
+        self._older = len(self.entries)
+
     def note_remote(self, changes: Changes) -> bool:
         """A broadcast arrived: the server ordered it after everything we sent before.
 
@@ -180,17 +186,31 @@ class EditLog:
         newer value), and its values are now the server's: the histories restart there.
         Returns whether it touched something still unconfirmed: then the two edits may
         have crossed on the wire (the server applying ours last) -- worth a check.
+
+        Entries sent on an earlier connection are kept: a broadcast on this one says
+        nothing about whether the old one delivered them (until a reload sorts them
+        out, e.g. when the resync's reload failed). Nor do the histories of their tables
+        and values restart: a value set there now is someone else's, not proof that
+        ours is lost.
         """
         tables, values = changes[0], changes[1]
         crossed = False
-        for sent in self.entries:
+        for sent in self.entries[self._older :]:
             crossed = _remove_touched(sent, tables, values) or crossed
         if crossed:
-            self.entries = [u for u in self.entries if not changes_is_empty(u)]
+            older = self.entries[: self._older]
+            self.entries = older + [
+                u for u in self.entries[self._older :] if not changes_is_empty(u)
+            ]
+        older_tables: set[str] = set()
+        older_values: set[str] = set()
+        for sent in self.entries[: self._older]:
+            older_tables.update(sent[0])
+            older_values.update(sent[1])
         history = self._history
         for table_id, table in tables.items():
             table_history = history.get(table_id)
-            if table_history is None:
+            if table_history is None or table_id in older_tables:
                 continue
             if table is DELETED or table_history is _UNKNOWN:
                 history[table_id] = {}  # nothing there now; unknown cells are gone too
@@ -206,7 +226,7 @@ class EditLog:
                     row_history[cell_id] = [cell]
         value_history = self._value_history
         for value_id, value in values.items():
-            if value_id in value_history:
+            if value_id in value_history and value_id not in older_values:
                 value_history[value_id] = [value]
         return crossed
 
@@ -214,6 +234,7 @@ class EditLog:
         """Empty the log (the server has all of it); the histories too unless edits
         are still to be sent (``keep_history``)."""
         self.entries = []
+        self._older = 0
         self.size = 0
         if not keep_history:
             self._history = {}
@@ -264,6 +285,7 @@ class EditLog:
             if len(data) == 3:
                 lost = _without_cells_set_by(lost, data)
         self.entries = []
+        self._older = 0
         self.size = 0
         self._rebase(content, [*lost, *unsent])
         return lost

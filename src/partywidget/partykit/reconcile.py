@@ -330,6 +330,7 @@ class Reconciler:
         """A connection opened: resync if the Store may have missed broadcasts, else
         send the offline edits."""
         self._epoch += 1
+        self.log.new_connection()
         self._held.clear()  # from an older connection; the coming reload supersedes them
         self._note_activity(now)
         if self.options.enabled and auto_loading and self._load_started:
