@@ -18,8 +18,10 @@ A row/table deletion is lost only if everything the server has there could be ou
 Each entry is judged only on what later entries did not overwrite (else our own newer
 value on the server would look like a loss, and the older one would be re-sent over
 it), and cells set after a deletion found lost are re-sent after it.
-A broadcast received after our send drops what it touches from the log (the server
-ordered it after ours) and restarts the histories at its values.
+A broadcast received after our send, on the same connection, drops what it touches from
+the log (the server ordered it after ours) and restarts the histories at its values;
+what went on an older connection waits for a reload to sort it out. And a lost cell that
+a message received during the resync sets is not re-sent over it.
 
 Pure bookkeeping on plain Changes; :mod:`partywidget.partykit.reconcile` decides when
 to consult it.
