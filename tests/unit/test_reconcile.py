@@ -431,6 +431,20 @@ def test_verify_reconnects_once_for_edits_a_dead_connection_swallowed() -> None:
     assert rec.log.entries == []
 
 
+def test_the_resync_after_a_verifiers_reconnect_is_verified_too() -> None:
+    rec = fresh(quiet_period=0.5)
+    send(rec, cell("t", "r", "c", "mine"), old=({"t": {"r": {"c": [DELETED, "mine"]}}}, {}))
+    rec.received(cell("t", "r", "c", "x"), 1.0, listening=True)  # starts a verifier
+    send(rec, cell("t", "r", "d", "mine"), now=1.1)
+    assert rec.verify_step(2.0, can_verify=True) == VERIFY_NOW
+    assert rec.verify_result(({}, {}), lambda: ({}, {}), local_pending=False) == (Reconnect(),)
+    (reload,) = rec.opened(2.1, auto_loading=True)
+    assert isinstance(reload, Reload)
+    rec.reload_result(reload.epoch, ({}, {}), failed=False, auto_saving=True, socket_open=True)
+    # the verifier still running (told to stop by the reconnect) verifies this resync
+    assert rec.verify_step(3.0, can_verify=True) == VERIFY_NOW
+
+
 def test_a_long_unconfirmed_log_asks_for_a_verification() -> None:
     rec = fresh(confirm_after=3)
     for i, now in zip(range(2), itertools.count(1.0), strict=False):

@@ -410,6 +410,8 @@ class Reconciler:
             return ()
         self._verify_requested = True
         if self._verifying:
+            # A running verifier told to stop (it asked for a reconnect) serves this one.
+            self._verify_stop = False
             return ()
         self._verifying = True
         self._verify_rounds = 0
