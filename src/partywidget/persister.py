@@ -3,21 +3,8 @@
 A persister connects a Store to somewhere else (a PartyKit room, a file, ...). The
 lifecycle -- load, save, auto-load, auto-save, status, stats, a serial schedule, destroy
 -- is the same for every destination, so, as in TinyBase, it lives here once and a
-transport only supplies four callbacks:
-
-``get_persisted()``
-    awaitable returning the persisted Content ``(tables, values)``, Changes
-    ``(tables, values, 1)`` or ``None`` when nothing is persisted yet.
-``set_persisted(get_content, changes)``
-    awaitable; ``changes`` is ``None`` for a full save (call ``get_content()`` for the
-    Content) or the Changes of local transactions to send.
-``add_persister_listener(listener)``
-    start listening for remote changes; returns a handle (or an awaitable of one). The
-    transport calls ``listener(content, changes)`` when something arrives (``listener(None,
-    None)`` asks for a full reload); the call returns an awaitable that completes once
-    the data is applied.
-``del_persister_listener(handle)``
-    stop listening (may return an awaitable).
+transport only supplies four callbacks (their contracts, and every type a transport
+sees, are in :mod:`partywidget.persister_contract`).
 
 A transport that needs more than these four -- to take part in what happens to local
 edits, as the PartyKit persister's sync engine does -- passes a :class:`PersisterHooks`
@@ -57,16 +44,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import inspect
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias
+from typing import Any
 
 from partywidget.changes import changes_is_empty, copy_changes, merge_changes_into
 from partywidget.model import Changes, Content
+from partywidget.persister_contract import (
+    Action as Action,
+)
+from partywidget.persister_contract import (
+    AddPersisterListener,
+    DelPersisterListener,
+    GetPersisted,
+    IgnoredErrorHandler,
+    OldValues,
+    PersisterHooks,
+    PersisterListener,
+    SetPersisted,
+    Status,
+    StatusListener,
+)
+from partywidget.persister_contract import ContentOrChanges as ContentOrChanges
+from partywidget.persister_contract import GetContent as GetContent
+from partywidget.persister_contract import InitialContent as InitialContent
+from partywidget.persister_contract import PersistableStore as PersistableStore
 
 __all__ = [
     "AddPersisterListener",
@@ -86,84 +90,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class Status(enum.IntEnum):
-    """What the persister is doing; values equal TinyBase's ``Status`` enum."""
-
-    IDLE = 0
-    LOADING = 1
-    SAVING = 2
-
-
-class PersistableStore(Protocol):
-    """The part of :class:`partywidget.store.Store` a persister uses."""
-
-    def get_content(self) -> Content: ...
-
-    def set_content(self, content: Any) -> Any: ...
-
-    def apply_changes(self, changes: Any) -> Any: ...
-
-    def transaction(self, actions: Any = None, do_rollback: Any = None) -> Any: ...
-
-    def add_did_finish_transaction_listener(self, listener: Any, *args: Any) -> str: ...
-
-    def get_transaction_changes(self) -> Changes: ...
-
-    def get_transaction_log(self) -> Any: ...
-
-    def del_listener(self, listener_id: str) -> Any: ...
-
-
-ContentOrChanges: TypeAlias = "Content | Changes"
-GetContent: TypeAlias = Callable[[], Content]
-GetPersisted: TypeAlias = Callable[[], Awaitable[Any]]
-SetPersisted: TypeAlias = Callable[[GetContent, "Changes | None"], Awaitable[Any]]
-PersisterListener: TypeAlias = Callable[[Any, Any], Awaitable[None]]
-AddPersisterListener: TypeAlias = Callable[[PersisterListener], Any]
-DelPersisterListener: TypeAlias = Callable[[Any], Any]
-StatusListener: TypeAlias = Callable[["Persister", Status], Any]
-IgnoredErrorHandler: TypeAlias = Callable[[BaseException], Any]
-InitialContent: TypeAlias = "Content | Callable[[], Content] | None"
-Action: TypeAlias = Callable[[], Any]
-#: A transaction's old cells ``{table: {row: {cell: [old, new]}}}`` and values
-#: ``{value: [old, new]}`` (TinyBase's transaction log layout).
-OldValues: TypeAlias = "tuple[dict[str, Any], dict[str, Any]]"
-
 _NO_HANDLE: Any = object()
-
-
-@dataclass(frozen=True)
-class PersisterHooks:
-    """Optional callbacks through which a transport takes part in local edits' way out.
-
-    All are called on the persister's event-loop thread except ``wants_old_values``.
-
-    ``wants_old_values(changes) -> bool``
-        Called on the *writing* thread for every local transaction: should the values
-        it replaced be read? Only the transaction's listener can still see them
-        (TinyBase's transaction log), and reading them costs about as much again as
-        the write, so a transport asks only when it lacks the information. The answer
-        reaches ``on_local_changes``.
-    ``on_local_changes(changes, old)``
-        A local transaction changed something; ``old`` is :data:`OldValues` if
-        ``wants_old_values`` asked for them, else ``None``. Called as the Changes join
-        the pending batch, before they are handed over.
-    ``unsent_changes() -> iterable of Changes``
-        Local edits the transport holds and has not delivered yet (e.g. while offline).
-        Like the persister's own pending batch, they are re-applied over loaded and
-        remote data, because they will reach the other side after that data.
-    ``hand_over(changes)``
-        Take the pending local Changes synchronously (e.g. queue a socket message).
-        When given, the persister skips the ``set_persisted`` flush task whenever no
-        load or save is running -- a task costs event-loop turns on every edit's way
-        out, and latency is counted in those turns. Same order, status changes and
-        stats as ``set_persisted``; errors are reported.
-    """
-
-    wants_old_values: Callable[[Changes], bool] | None = None
-    on_local_changes: Callable[[Changes, OldValues | None], Any] | None = None
-    unsent_changes: Callable[[], Iterable[Changes]] | None = None
-    hand_over: Callable[[Changes], Any] | None = None
 
 
 class Persister:

@@ -18,8 +18,10 @@ A row/table deletion is lost only if everything the server has there could be ou
 Each entry is judged only on what later entries did not overwrite (else our own newer
 value on the server would look like a loss, and the older one would be re-sent over
 it), and cells set after a deletion found lost are re-sent after it.
-A broadcast received after our send drops what it touches from the log (the server
-ordered it after ours) and restarts the histories at its values.
+A broadcast received after our send, on the same connection, drops what it touches from
+the log (the server ordered it after ours) and restarts the histories at its values;
+what went on an older connection waits for a reload to sort it out. And a lost cell that
+a message received during the resync sets is not re-sent over it.
 
 Pure bookkeeping on plain Changes; :mod:`partywidget.partykit.reconcile` decides when
 to consult it.
@@ -27,7 +29,7 @@ to consult it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from partywidget.changes import cells_equal, changes_is_empty, copy_changes, merge_changes_into
@@ -51,6 +53,8 @@ class EditLog:
     def __init__(self, max_rows_with_old_values: int) -> None:
         self._max_rows = max_rows_with_old_values
         self.entries: list[Changes] = []
+        #: How many of ``entries`` were sent on an earlier connection (see note_remote).
+        self._older = 0
         #: Cells/values logged since the last size check (bounds the memory).
         self.size = 0
         self._history: dict[str, Any] = {}
@@ -139,7 +143,7 @@ class EditLog:
         """Keep what was just written to the connection until the server confirms it,
         and append the values sent to the cells' histories."""
         entries = self.entries
-        if not (entries and merge_changes_into(entries[-1], changes)):
+        if not (len(entries) > self._older and merge_changes_into(entries[-1], changes)):
             entries.append(copy_changes(changes))
         history = self._history
         size = 0
@@ -173,6 +177,10 @@ class EditLog:
             value_history[value_id] = _appended(value_history.get(value_id), value)
         self.size += size
 
+    def new_connection(self) -> None:
+        """A connection opened: what was sent before went on an older one."""
+        self._older = len(self.entries)
+
     def note_remote(self, changes: Changes) -> bool:
         """A broadcast arrived: the server ordered it after everything we sent before.
 
@@ -180,17 +188,31 @@ class EditLog:
         newer value), and its values are now the server's: the histories restart there.
         Returns whether it touched something still unconfirmed: then the two edits may
         have crossed on the wire (the server applying ours last) -- worth a check.
+
+        Entries sent on an earlier connection are kept: a broadcast on this one says
+        nothing about whether the old one delivered them (until a reload sorts them
+        out, e.g. when the resync's reload failed). Nor do the histories of their tables
+        and values restart: a value set there now is someone else's, not proof that
+        ours is lost.
         """
         tables, values = changes[0], changes[1]
         crossed = False
-        for sent in self.entries:
+        for sent in self.entries[self._older :]:
             crossed = _remove_touched(sent, tables, values) or crossed
         if crossed:
-            self.entries = [u for u in self.entries if not changes_is_empty(u)]
+            older = self.entries[: self._older]
+            self.entries = older + [
+                u for u in self.entries[self._older :] if not changes_is_empty(u)
+            ]
+        older_tables: set[str] = set()
+        older_values: set[str] = set()
+        for sent in self.entries[: self._older]:
+            older_tables.update(sent[0])
+            older_values.update(sent[1])
         history = self._history
         for table_id, table in tables.items():
             table_history = history.get(table_id)
-            if table_history is None:
+            if table_history is None or table_id in older_tables:
                 continue
             if table is DELETED or table_history is _UNKNOWN:
                 history[table_id] = {}  # nothing there now; unknown cells are gone too
@@ -206,7 +228,7 @@ class EditLog:
                     row_history[cell_id] = [cell]
         value_history = self._value_history
         for value_id, value in values.items():
-            if value_id in value_history:
+            if value_id in value_history and value_id not in older_values:
                 value_history[value_id] = [value]
         return crossed
 
@@ -214,6 +236,7 @@ class EditLog:
         """Empty the log (the server has all of it); the histories too unless edits
         are still to be sent (``keep_history``)."""
         self.entries = []
+        self._older = 0
         self.size = 0
         if not keep_history:
             self._history = {}
@@ -244,14 +267,27 @@ class EditLog:
                             wiped.add((table_id, row_id))
         return lost
 
-    def recover(self, content: Content, unsent: list[Changes]) -> list[Changes]:
+    def recover(
+        self, content: Content, unsent: list[Changes], held: Sequence[Any] = ()
+    ) -> list[Changes]:
         """Sort the log against the reloaded ``content``; return what was lost.
+
+        ``held``: messages received on the new connection during the resync. A cell one
+        of them *sets* is not re-sent: the server ordered that write after our lost one,
+        and its writer may have seen ours -- the reload cannot tell "never arrived" from
+        "arrived, then deleted by someone" when the cell was empty before our edit, and
+        re-sending would land our stale value over theirs. Their deletions do not count:
+        they cannot tell us that our value was seen.
 
         Afterwards the log is empty (the lost part is logged again when re-sent) and
         the histories restart from ``content``, for the edits still to be sent only.
         """
         lost = self.lost(content)
+        for data in held:
+            if len(data) == 3:
+                lost = _without_cells_set_by(lost, data)
         self.entries = []
+        self._older = 0
         self.size = 0
         self._rebase(content, [*lost, *unsent])
         return lost
@@ -427,6 +463,33 @@ def _remove_touched(sent: Changes, tables: dict[str, Any], values: dict[str, Any
         if sent_values.pop(value_id, _MISSING) is not _MISSING:
             touched = True
     return touched
+
+
+def _without_cells_set_by(changes_list: list[Changes], changes: Changes) -> list[Changes]:
+    """``changes_list`` (in place) without the cells and values ``changes`` sets to a
+    value (its deletions are ignored); empty Changes are dropped."""
+    tables, values = changes[0], changes[1]
+    for part in changes_list:
+        part_tables, part_values = part[0], part[1]
+        for table_id, table in tables.items():
+            part_table = part_tables.get(table_id)
+            if table is DELETED or not isinstance(part_table, dict):
+                continue
+            for row_id, row in table.items():
+                part_row = part_table.get(row_id)
+                if row is DELETED or not isinstance(part_row, dict):
+                    continue
+                for cell_id, value in row.items():
+                    if value is not DELETED:
+                        part_row.pop(cell_id, None)
+                if not part_row:
+                    del part_table[row_id]
+            if not part_table:
+                del part_tables[table_id]
+        for value_id, value in values.items():
+            if value is not DELETED:
+                part_values.pop(value_id, None)
+    return [part for part in changes_list if not changes_is_empty(part)]
 
 
 def _superseded(entries: list[Changes]) -> list[set[tuple[str, ...]]]:

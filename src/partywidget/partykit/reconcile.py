@@ -330,6 +330,7 @@ class Reconciler:
         """A connection opened: resync if the Store may have missed broadcasts, else
         send the offline edits."""
         self._epoch += 1
+        self.log.new_connection()
         self._held.clear()  # from an older connection; the coming reload supersedes them
         self._note_activity(now)
         if self.options.enabled and auto_loading and self._load_started:
@@ -374,7 +375,7 @@ class Reconciler:
             return (apply, *self._sends(offline, socket_open), *self._request_verify(True))
         lost: list[Changes] = []
         if self.confirming:
-            lost = self.log.recover(content, [*offline, *self._pending_local()])
+            lost = self.log.recover(content, [*offline, *self._pending_local()], held)
             for data in held:
                 self._note_remote(data)
             if lost:
@@ -409,6 +410,8 @@ class Reconciler:
             return ()
         self._verify_requested = True
         if self._verifying:
+            # A running verifier told to stop (it asked for a reconnect) serves this one.
+            self._verify_stop = False
             return ()
         self._verifying = True
         self._verify_rounds = 0
