@@ -124,7 +124,11 @@ def test_sqlite_commit_survives_kill_9(tmp_path: Path) -> None:
         asyncio.run(main())
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    src = str(Path(__file__).parents[2] / "src")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+    }
     done = subprocess.run([sys.executable, "-c", script], env=env, timeout=60)
     assert done.returncode == -signal.SIGKILL
 
