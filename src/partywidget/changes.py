@@ -19,16 +19,8 @@ from collections.abc import Callable, Iterable
 from json.encoder import encode_basestring
 from typing import Any
 
-from .codec import (
-    CHANGES_TYPE,
-    DELETED_MARKER,
-    JSON_MARKER,
-    CodecError,
-    encode_cell,
-    encode_changes,
-    js_dumps,
-    js_number,
-)
+from .codec import CHANGES_TYPE, encode_cell, encode_changes, js_dumps, js_number
+from .jsvalue import DELETED_MARKER, JSON_MARKER, cells_equal
 from .model import DELETED, Changes, Content
 
 __all__ = [
@@ -51,42 +43,6 @@ class ChangesTooLargeError(ValueError):
     Raised by :func:`split_changes`; the message names the table/row/cell (or value)
     so the user knows which datum to shrink.
     """
-
-
-# --------------------------------------------------------------------------- equality
-
-
-def cells_equal(a: Any, b: Any) -> bool:
-    """Are two cells the same as TinyBase sees them?
-
-    JavaScript's ``===`` for scalars (``True != 1`` but ``1 == 1.0``, ``0 == -0.0``) and
-    equal JSON text for objects/arrays (TinyBase compares their encoded strings, so key
-    order matters there, and nested ``True``/``1`` differ).
-    """
-    if a is b:
-        return True
-    ta, tb = type(a), type(b)
-    if ta is bool or tb is bool:
-        return ta is tb and a == b
-    if ta is str or tb is str:
-        return ta is tb and a == b
-    if a is None or b is None or a is DELETED or b is DELETED:
-        return False
-    if isinstance(a, dict | list) or isinstance(b, dict | list):
-        if not (isinstance(a, dict | list) and isinstance(b, dict | list)):
-            return False
-        try:
-            return js_dumps(a) == js_dumps(b)
-        except CodecError:
-            return False
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        if a == b:
-            return True
-        try:
-            return float(a) == float(b)  # beyond 2**53, as the doubles JavaScript holds
-        except OverflowError:
-            return False
-    return bool(a == b)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -4,7 +4,8 @@ Why this module exists: a JavaScript TinyBase peer, a PartyKit server and partyw
 must agree on every byte, because messages are compared, stored and re-broadcast as
 text. Python's :mod:`json` differs from ``JSON.stringify`` in number formatting (``4.0``,
 ``1e-07``, ``1.2345678901234568e+20``) and in object key order (JavaScript lists
-integer-like keys first), so :func:`js_dumps` reproduces JavaScript exactly, and
+integer-like keys first), so :func:`js_dumps` reproduces JavaScript exactly (by the
+rules of :mod:`partywidget.jsvalue`), and
 :func:`js_loads` accepts any JSON text but refuses what no TinyBase cell can be (NaN,
 infinities, lone surrogates) and what would hurt us (deep nesting, huge texts).
 
@@ -41,6 +42,10 @@ differs from JavaScript's travel as unguessable placeholders replaced afterwards
 Decoding uses the C parser without per-number hooks and checks numbers, markers and
 ids in the one validation walk, reusing the parsed dicts. Roughly 2-3x the cost of
 bare ``json.dumps``/``json.loads``.
+
+Why one module of ~900 lines: encoding and decoding share that private fast-path
+machinery (the placeholder numbers, the C encoder and parser, the one validation walk)
+and one error type; split, each half would need the other's internals.
 """
 
 from __future__ import annotations
@@ -53,6 +58,11 @@ from collections.abc import Callable
 from json.encoder import encode_basestring as _c_encode_basestring
 from typing import Any, Final
 
+from .jsvalue import DELETED_MARKER, JSON_MARKER, js_key_order
+from .jsvalue import MAX_SAFE_INT as _MAX_SAFE
+from .jsvalue import is_array_index as _is_index_key
+from .jsvalue import js_int as _js_int
+from .jsvalue import js_number as _js_number
 from .model import DELETED, Changes, Content
 
 __all__ = [
@@ -80,16 +90,11 @@ __all__ = [
     "validate_content",
 ]
 
-DELETED_MARKER: Final = "\ufffc"
-JSON_MARKER: Final = "\ufffd"
 CHANGES_TYPE: Final = "s"
 MAX_DEPTH: Final = 100
 MAX_MESSAGE_CHARS: Final = 64 * 1024 * 1024
 
-# Largest integer a double holds exactly; beyond it JavaScript only has approximations.
-_MAX_SAFE: Final = 2**53
-# Largest canonical array index: JavaScript orders such keys first, numerically.
-_MAX_INDEX: Final = 4294967294
+# First characters of array-index keys: a cheap filter before ``_is_index_key``.
 _DIGITS: Final = frozenset("0123456789")
 
 _SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
@@ -115,56 +120,14 @@ class _NeedsSlowPath(Exception):
 
 
 def js_number(x: int | float) -> str:
-    """Format a finite number exactly as JavaScript's ``Number.prototype.toString``.
-
-    Python's ``repr`` and JavaScript both print the shortest digits that round-trip;
-    they only differ in when and how they use exponents and in ``4.0`` vs ``4``. Ints
-    beyond 2**53 are formatted as the double JavaScript would hold.
-    """
-    if isinstance(x, bool):
-        raise CodecError("TypeError: a bool is not a number")
-    if isinstance(x, int):
-        if -_MAX_SAFE <= x <= _MAX_SAFE:
-            return int.__repr__(x)
-        try:
-            x = float(x)
-        except OverflowError:
-            raise CodecError("integer too large for a JavaScript number") from None
-    if not isinstance(x, float):
-        raise CodecError(f"TypeError: {type(x).__name__} is not a number")
-    if not math.isfinite(x):
-        raise CodecError(f"non-finite number {x!r} is not JSON")
-    if x == 0:
-        return "0"  # also -0.0, as JavaScript
-    if -_MAX_SAFE <= x <= _MAX_SAFE and x.is_integer():
-        return int.__repr__(int(x))
-    r = float.__repr__(x)
-    sign = ""
-    if r[0] == "-":
-        sign, r = "-", r[1:]
-    mantissa, _, exp_text = r.partition("e")
-    exponent = int(exp_text) if exp_text else 0
-    int_part, _, frac_part = mantissa.partition(".")
-    if frac_part == "0":
-        frac_part = ""
-    digits = int_part + frac_part
-    # value = 0.<digits> * 10**n
-    n = len(int_part) + exponent
-    stripped = digits.lstrip("0")
-    n -= len(digits) - len(stripped)
-    digits = stripped.rstrip("0")
-    k = len(digits)
-    if k <= n <= 21:
-        body = digits + "0" * (n - k)
-    elif 0 < n <= 21:
-        body = digits[:n] + "." + digits[n:]
-    elif -6 < n <= 0:
-        body = "0." + "0" * (-n) + digits
-    else:
-        e = n - 1
-        e_text = ("+" if e >= 0 else "-") + str(abs(e))
-        body = (digits if k == 1 else digits[0] + "." + digits[1:]) + "e" + e_text
-    return sign + body
+    """The JSON text of a finite number, as JavaScript writes it (see
+    :func:`partywidget.jsvalue.js_number`); :class:`CodecError` for anything else."""
+    if x.__class__ is int and -_MAX_SAFE <= x <= _MAX_SAFE:
+        return int.__repr__(x)  # the common case, without the error wrapping
+    try:
+        return _js_number(x)
+    except (TypeError, ValueError) as e:
+        raise CodecError(f"{type(e).__name__}: {e}") from None
 
 
 def _c_safe_float(x: float) -> bool:
@@ -174,30 +137,6 @@ def _c_safe_float(x: float) -> bool:
 
 
 # --------------------------------------------------------------------------- key order
-
-
-def _is_index_key(k: str) -> bool:
-    """Is ``k`` a canonical array index, which JavaScript objects list first?"""
-    if not k or k[0] not in _DIGITS or not (k.isascii() and k.isdigit()):
-        return False
-    if len(k) > 1 and k[0] == "0":
-        return False
-    return len(k) <= 10 and int(k) <= _MAX_INDEX
-
-
-def js_key_order(keys: Any) -> list[str]:
-    """Return ``keys`` in JavaScript object order: array indices ascending, then the rest.
-
-    Every JavaScript engine enumerates (and ``JSON.stringify`` writes) own keys this
-    way, so byte-identical output and identical application order need it.
-    """
-    keys_list: list[str] = list(keys)
-    index_keys = [k for k in keys_list if k[:1] in _DIGITS and _is_index_key(k)]
-    if not index_keys:
-        return keys_list
-    index_keys.sort(key=int)
-    chosen = set(index_keys)
-    return index_keys + [k for k in keys_list if k not in chosen]
 
 
 def _needs_reorder(d: dict[Any, Any]) -> bool:
@@ -343,10 +282,10 @@ def _parse_float(text: str) -> float:
 
 
 def _parse_int(text: str) -> int | float:
-    n = int(text)
-    if -_MAX_SAFE <= n <= _MAX_SAFE:
-        return n
-    return _parse_float(text)
+    n = _js_int(text)
+    if n.__class__ is float and not math.isfinite(n):
+        raise CodecError(f"number {text[:40]} overflows")
+    return n
 
 
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .jsvalue import JSON_MARKER, cells_equal
 from .model import DELETED, Changes
 
 if TYPE_CHECKING:
@@ -149,12 +150,11 @@ def _column_values(rows: list[Mapping[str, Any]], cell_id: str) -> list[Any]:
         return [row.get(cell_id) for row in rows]
 
 
-_JSON_MARKER = "\ufffd"
 _STR_OR_NONE = frozenset({str, type(None)})
 
 
 def _decode_json_cell(value: Any) -> Any:
-    if value.__class__ is str and value[:1] == _JSON_MARKER:
+    if value.__class__ is str and value[:1] == JSON_MARKER:
         return json.loads(value[1:])
     return value
 
@@ -209,7 +209,7 @@ def _build_columns(
                 texts = filter(None, values)  # C-speed; drops None (and empty strings)
             else:
                 texts = [v for v in values if v.__class__ is str]
-            if _JSON_MARKER in "".join(texts):
+            if JSON_MARKER in "".join(texts):
                 values = [_decode_json_cell(v) for v in values]
                 kinds = set(map(type, values))
         dtype = _schema_dtype(schema[cell_id]) if cell_id in schema else None
@@ -422,19 +422,6 @@ def _to_json(value: Any) -> Any:
     raise _Unsupported(f"unsupported value {value!r} of type {type(value).__name__}")
 
 
-def _cells_equal(a: Any, b: Any) -> bool:
-    """TinyBase cell equality: ``4 == 4.0`` but ``True != 1`` (JavaScript's ``===``)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_cells_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_cells_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    return type(a) is type(b) and bool(a == b)
-
-
 def _row_id(label: Hashable) -> str:
     if isinstance(label, str):
         return label
@@ -505,7 +492,7 @@ def _changed(old: Any, new: Any) -> bool:
         return new is not DELETED
     if new is DELETED:
         return True
-    return not _cells_equal(_decode_json_cell(old), new)
+    return not cells_equal(_decode_json_cell(old), new)
 
 
 def table_changes_from_frame(store: Store, table_id: str, df: pd.DataFrame) -> Changes:

@@ -19,6 +19,13 @@ transport only supplies four callbacks:
 ``del_persister_listener(handle)``
     stop listening (may return an awaitable).
 
+A transport that needs more than these four -- to take part in what happens to local
+edits, as the PartyKit persister's sync engine does -- passes a :class:`PersisterHooks`
+(every hook optional) and uses the public methods meant for transports:
+:meth:`Persister.apply_loaded`, :meth:`Persister.loading`, :meth:`Persister.spawn`,
+:meth:`Persister.report_error`, :meth:`Persister.get_pending_changes` and
+:meth:`Persister.is_destroyed`.
+
 Where this differs from TinyBase 10 (on purpose, invisible on the wire):
 
 - Echo suppression is explicit: while the persister applies loaded or remote data to the
@@ -54,7 +61,8 @@ import enum
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
 from partywidget.changes import changes_is_empty, copy_changes, merge_changes_into
@@ -67,6 +75,7 @@ __all__ = [
     "IgnoredErrorHandler",
     "OldValues",
     "Persister",
+    "PersisterHooks",
     "PersisterListener",
     "SetPersisted",
     "Status",
@@ -123,6 +132,40 @@ OldValues: TypeAlias = "tuple[dict[str, Any], dict[str, Any]]"
 _NO_HANDLE: Any = object()
 
 
+@dataclass(frozen=True)
+class PersisterHooks:
+    """Optional callbacks through which a transport takes part in local edits' way out.
+
+    All are called on the persister's event-loop thread except ``wants_old_values``.
+
+    ``wants_old_values(changes) -> bool``
+        Called on the *writing* thread for every local transaction: should the values
+        it replaced be read? Only the transaction's listener can still see them
+        (TinyBase's transaction log), and reading them costs about as much again as
+        the write, so a transport asks only when it lacks the information. The answer
+        reaches ``on_local_changes``.
+    ``on_local_changes(changes, old)``
+        A local transaction changed something; ``old`` is :data:`OldValues` if
+        ``wants_old_values`` asked for them, else ``None``. Called as the Changes join
+        the pending batch, before they are handed over.
+    ``unsent_changes() -> iterable of Changes``
+        Local edits the transport holds and has not delivered yet (e.g. while offline).
+        Like the persister's own pending batch, they are re-applied over loaded and
+        remote data, because they will reach the other side after that data.
+    ``hand_over(changes)``
+        Take the pending local Changes synchronously (e.g. queue a socket message).
+        When given, the persister skips the ``set_persisted`` flush task whenever no
+        load or save is running -- a task costs event-loop turns on every edit's way
+        out, and latency is counted in those turns. Same order, status changes and
+        stats as ``set_persisted``; errors are reported.
+    """
+
+    wants_old_values: Callable[[Changes], bool] | None = None
+    on_local_changes: Callable[[Changes, OldValues | None], Any] | None = None
+    unsent_changes: Callable[[], Iterable[Changes]] | None = None
+    hand_over: Callable[[Changes], Any] | None = None
+
+
 class Persister:
     """A Store's persister; all lifecycle methods are coroutines returning ``self``.
 
@@ -142,6 +185,7 @@ class Persister:
         *,
         coalesce: bool = True,
         on_destroy: Callable[[], Any] | None = None,
+        hooks: PersisterHooks | None = None,
     ) -> None:
         self._store = store
         self._get_persisted = get_persisted
@@ -172,8 +216,12 @@ class Persister:
         self._pending_local: list[Changes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._flush_task: asyncio.Task[None] | None = None
-        # Set by transports that can take local Changes synchronously (_hand_over_now).
-        self._hand_over_sync: Callable[[Changes], None] | None = None
+        hooks = hooks if hooks is not None else PersisterHooks()
+        self._hooks = hooks
+        self._hand_over_sync = hooks.hand_over
+        self._wants_old_values = hooks.wants_old_values
+        self._on_local_changes = hooks.on_local_changes
+        self._transport_unsent = hooks.unsent_changes
 
         self._applying = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -253,15 +301,57 @@ class Persister:
                     self._store.apply_changes(item)
                 else:
                     self._store.set_content(item)
-            for changes in self._unsent_changes():
+            for changes in self._pending_local:
                 self._store.apply_changes(changes)
+            if self._transport_unsent is not None:
+                for changes in self._transport_unsent():
+                    self._store.apply_changes(changes)
 
-    def _unsent_changes(self) -> list[Changes]:
-        """Local edits not yet delivered, re-applied over loaded/remote data.
+    # -- for transports -------------------------------------------------------------------
+    def apply_loaded(
+        self,
+        content: Content | None = None,
+        changes: Iterable[Any] = (),
+        *,
+        count_load: bool = False,
+    ) -> None:
+        """Apply loaded or remote data to the Store in one transaction, without echo.
 
-        Transports that keep their own backlog (e.g. while offline) extend this list.
+        ``content`` (if not ``None``) replaces the Store, then each item of ``changes``
+        (Changes, or Content replacing everything) is applied in order, then the local
+        edits not delivered yet (ours and the transport's ``unsent_changes``), because
+        they reach the other side after this data. ``count_load`` counts it in
+        ``get_stats()["loads"]``. Call on the persister's loop thread.
         """
+        if count_load:
+            self._loads += 1
+        self._apply(content, changes)
+
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[None]:
+        """The status is LOADING within (a transport's own reload), IDLE after."""
+        self._set_status(Status.LOADING)
+        try:
+            yield
+        finally:
+            self._set_status(Status.IDLE)
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a background task owned by the persister: cancelled by
+        :meth:`destroy`, its errors reported to ``on_ignored_error``, never raised."""
+        return self._spawn(coro)
+
+    def report_error(self, error: BaseException) -> None:
+        """Hand a swallowed error to ``on_ignored_error`` and the logger."""
+        self._report(error)
+
+    def get_pending_changes(self) -> Sequence[Changes]:
+        """Local edits waiting to be handed to the transport, oldest first (read-only)."""
         return self._pending_local
+
+    def is_destroyed(self) -> bool:
+        """Whether :meth:`destroy` was called."""
+        return self._destroyed
 
     def _apply_content_or_changes(self, data: Any) -> None:
         if _is_changes(data):
@@ -478,7 +568,8 @@ class Persister:
             if changes_is_empty(changes):
                 return
             old: OldValues | None = None
-            if self._wants_old_values(changes):
+            wants_old_values = self._wants_old_values
+            if wants_old_values is not None and wants_old_values(changes):
                 log = self._store.get_transaction_log()
                 old = (log[2], log[4])
             if on_loop:
@@ -491,23 +582,14 @@ class Persister:
 
         return on_did_finish_transaction
 
-    def _wants_old_values(self, changes: Changes) -> bool:
-        """Hook for transports: should the values this transaction replaced be read?
-
-        Why: a transport that must tell its own lost edit from someone else's later one
-        needs the value each edit replaced, and only the transaction's listener can
-        still see it (TinyBase's transaction log). Reading the log costs about as much
-        again as the write, so a transport asks only when it lacks the information;
-        the answer then reaches :meth:`_on_local_changes`. Called on the writing thread.
-        """
-        return False
-
     def _take_local_changes(
         self, changes: Changes, generation: int, old: OldValues | None = None
     ) -> None:
         if generation != self._auto_save_generation or self._destroyed:
             return
-        self._on_local_changes(changes, old)
+        on_local_changes = self._on_local_changes
+        if on_local_changes is not None:
+            on_local_changes(changes, old)
         if not (
             self._coalesce
             and self._pending_local
@@ -517,10 +599,6 @@ class Persister:
             self._pending_local.append(copy_changes(changes))
         if not self._holding_local:
             self._schedule_flush()
-
-    def _on_local_changes(self, changes: Changes, old: OldValues | None) -> None:
-        """Hook for transports: a local transaction changed something (``old``: the
-        values it replaced, if :meth:`_wants_old_values` asked for them)."""
 
     def _schedule_flush(self) -> None:
         """Flush at the end of this loop turn: all edits of the turn become one batch."""
@@ -539,7 +617,7 @@ class Persister:
 
         Why: a flush task costs event-loop turns (task start, then the transport's own
         hops) on every edit's way out, and latency is counted in those turns. A
-        transport whose hand-over is synchronous (``_hand_over_sync``, e.g. PartyKit's
+        transport whose hand-over is synchronous (``PersisterHooks.hand_over``, e.g. PartyKit's
         queue-a-socket-message) skips the task when nothing else is scheduled or
         running; the effect is what :meth:`_flush` would do -- same order, same status
         changes, same stats, errors reported -- one turn earlier. Coalescing is
@@ -752,12 +830,14 @@ def create_custom_persister(
     *,
     coalesce: bool = True,
     on_destroy: Callable[[], Any] | None = None,
+    hooks: PersisterHooks | None = None,
 ) -> Persister:
     """Build a :class:`Persister` from four transport callbacks (TinyBase's
     ``createCustomPersister``); see the module docstring for their contracts.
 
     ``coalesce=False`` hands every local transaction to ``set_persisted`` separately;
-    ``on_destroy`` (sync or async) runs last in :meth:`Persister.destroy`.
+    ``on_destroy`` (sync or async) runs last in :meth:`Persister.destroy`; ``hooks``
+    (:class:`PersisterHooks`) let the transport take part in local edits' way out.
     """
     return Persister(
         store,
@@ -768,4 +848,5 @@ def create_custom_persister(
         on_ignored_error,
         coalesce=coalesce,
         on_destroy=on_destroy,
+        hooks=hooks,
     )

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
 from .codec import CodecError, decode_changes, encode_changes, encode_content
-from .frames import _cells_equal
+from .jsvalue import cells_equal as _same
 from .model import DELETED, Changes, Content
 
 __all__ = [
@@ -80,12 +80,6 @@ class Received:
     changes: Changes | None = None
     resync: bool = False
     problem: str = ""
-
-
-def _same(actual: Any, requested: Any) -> bool:
-    if actual is DELETED or requested is DELETED:
-        return actual is requested
-    return _cells_equal(actual, requested)
 
 
 def corrections(requested: Changes, store: StoreReader) -> Changes | None:

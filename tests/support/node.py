@@ -31,6 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from partywidget.jsvalue import JSON_MARKER
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEER_SCRIPT = REPO_ROOT / "tests" / "node" / "peer.mjs"
 
@@ -83,14 +85,12 @@ def content_to_json(content: Sequence[Any]) -> JsonContent:
     return [dict(tables), dict(values)]
 
 
-JSON_MARKER = "\ufffd"
-
-
 def content_from_wire(text: str) -> PyContent | None:
     """Decode a store HTTP body (``GET .../store``) into content; ``None`` when empty.
 
     Object/array cells travel as ``"\\ufffd" + JSON``; they are decoded here. Kept
-    independent of ``partywidget.codec`` on purpose: it is the test oracle.
+    independent of ``partywidget.codec`` on purpose (it is the test oracle): only the
+    marker's name is shared.
     """
     if text == "":
         return None

@@ -37,6 +37,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from partywidget.codec import js_dumps
+from partywidget.jsvalue import js_key_order
 from partywidget.model import DELETED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -928,19 +929,6 @@ def replay_python(
 # ---------------------------------------------------------------------------------------
 # Canonical comparison
 # ---------------------------------------------------------------------------------------
-
-
-def _is_array_index(key: str) -> bool:
-    """Whether JavaScript treats ``key`` as an array index (and orders it first)."""
-    return (
-        key.isascii() and key.isdigit() and (key == "0" or key[0] != "0") and int(key) < 2**32 - 1
-    )
-
-
-def js_key_order(keys: list[str]) -> list[str]:
-    """Keys in the order a JavaScript object enumerates them."""
-    indices = sorted((k for k in keys if _is_array_index(k)), key=int)
-    return indices + [k for k in keys if not _is_array_index(k)]
 
 
 def canon(x: Any) -> Any:

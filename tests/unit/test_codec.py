@@ -648,14 +648,22 @@ def node_stringify() -> Iterator[Any]:
 
 @pytest.mark.node
 @given(JSON_VALUES)
-@settings(max_examples=600, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=600,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 def test_js_dumps_equals_v8_json_stringify(node_stringify: Any, value: Any) -> None:
     assert js_dumps(value) == node_stringify(value)
 
 
 @pytest.mark.node
 @given(st.lists(NUMBERS, min_size=1, max_size=20))
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 def test_number_text_equals_v8(node_stringify: Any, numbers: list[float]) -> None:
     assert js_dumps(numbers) == node_stringify(numbers)
 
@@ -672,7 +680,11 @@ def test_number_text_equals_v8(node_stringify: Any, numbers: list[float]) -> Non
         max_size=30,
     )
 )
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 def test_string_escapes_equal_v8(node_stringify: Any, text: str) -> None:
     """Including lone surrogates, control characters and U+2028/2029."""
     assert js_dumps(text) == node_stringify(text)

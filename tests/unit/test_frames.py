@@ -223,6 +223,19 @@ def test_json_cells_compare_deeply(store):
     assert table_changes_from_frame(store, "pets", df)[0] == {"pets": {"polly": {"meta": {"a": 2}}}}
 
 
+def test_json_cells_compare_as_tinybase_does():
+    """TinyBase compares object cells by their JSON text: key order counts, 4 == 4.0."""
+    s = create_store().set_table("t", {"r": {"j": {"a": 1, "b": [4]}}})
+    same = pd.DataFrame({"j": [{"a": 1.0, "b": [4.0]}]}, index=["r"], dtype=object)
+    assert table_changes_from_frame(s, "t", same) == ({}, {}, 1)
+    reordered = pd.DataFrame({"j": [{"b": [4], "a": 1}]}, index=["r"], dtype=object)
+    assert table_changes_from_frame(s, "t", reordered)[0] == {"t": {"r": {"j": {"b": [4], "a": 1}}}}
+    flagged = pd.DataFrame({"j": [{"a": True, "b": [4]}]}, index=["r"], dtype=object)
+    assert table_changes_from_frame(s, "t", flagged)[0] == {
+        "t": {"r": {"j": {"a": True, "b": [4]}}}
+    }
+
+
 def test_patched_frames_equal_fresh_builds():
     """Random small edits: the cache's patched frame must equal a rebuild, always."""
     import random

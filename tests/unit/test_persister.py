@@ -2,25 +2,64 @@
 
 The transport here is not a mock: ``MemoryRoom`` is a complete persistence target (a
 shared Content, full saves, change application and fan-out to the other subscribers),
-which is exactly what the core talks to. Tests assert on what ends up in the room and
-in the Stores, and on the messages the room saw.
+which is exactly what the core talks to. It applies Changes with its own small
+last-writer-wins (:func:`lww_applied`), not the project's, so a bug there cannot hide
+here. Tests assert on what ends up in the room and in the Stores, and on the messages
+the room saw.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from partywidget.changes import apply_changes_to_content, copy_changes, merge_changes_into
+from partywidget.changes import copy_changes, merge_changes_into
 from partywidget.model import DELETED, Changes, Content
-from partywidget.persister import Persister, Status, create_custom_persister
+from partywidget.persister import (
+    OldValues,
+    Persister,
+    PersisterHooks,
+    Status,
+    create_custom_persister,
+)
 from partywidget.store import Store, create_store
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def lww_applied(content: Any, changes: Any) -> Content:
+    """``content`` after ``changes``: later entries overwrite, DELETED removes, rows and
+    tables left empty vanish (TinyBase's rules, written independently)."""
+    tables, values = copy.deepcopy(content[0]), dict(content[1])
+    for table_id, table in changes[0].items():
+        if table is DELETED:
+            tables.pop(table_id, None)
+            continue
+        for row_id, row in table.items():
+            if row is DELETED:
+                tables.get(table_id, {}).pop(row_id, None)
+                continue
+            target = tables.setdefault(table_id, {}).setdefault(row_id, {})
+            for cell_id, cell in row.items():
+                if cell is DELETED:
+                    target.pop(cell_id, None)
+                else:
+                    target[cell_id] = cell
+            if not target:
+                del tables[table_id][row_id]
+        if table_id in tables and not tables[table_id]:
+            del tables[table_id]
+    for value_id, value in changes[1].items():
+        if value is DELETED:
+            values.pop(value_id, None)
+        else:
+            values[value_id] = value
+    return tables, values
 
 
 class MemoryRoom:
@@ -31,6 +70,8 @@ class MemoryRoom:
         self.listeners: dict[int, Callable[[Any, Any], Any]] = {}
         self.full_saves: list[Content] = []
         self.change_saves: list[Changes] = []
+        #: "full"/"changes" in the order saves completed.
+        self.events: list[str] = []
         self.gets = 0
         self._next = 0
         # Tests close this gate to hold a save (PUT) in flight.
@@ -55,11 +96,13 @@ class MemoryRoom:
                 await self.save_gate.wait()
                 content = get_content()
                 self.full_saves.append(content)
+                self.events.append("full")
                 if self.content is None:
                     self.content = content
                 return
             self.change_saves.append(copy_changes(changes))
-            self.content = apply_changes_to_content(self.content or ({}, {}), changes)
+            self.events.append("changes")
+            self.content = lww_applied(self.content or ({}, {}), changes)
             for handle, listener in list(self.listeners.items()):
                 if handle != me.get("handle"):
                     listener(None, copy_changes(changes))
@@ -171,8 +214,11 @@ async def test_remote_changes_are_not_echoed() -> None:
     await pb.start_auto_persisting()
     a.set_cell("t", "r", "c", 1)
     await settle(lambda: b.get_cell("t", "r", "c") == 1)
-    await asyncio.sleep(0.01)  # give a (wrong) echo every chance to be sent
-    assert len(room.change_saves) == 1
+    # b's own next edit reaches a only after anything b sent before it, so an echo
+    # of a's edit would be in the room's log before this marker.
+    b.set_value("marker", True)
+    await settle(lambda: a.get_value("marker") is True)
+    assert room.change_saves == [({"t": {"r": {"c": 1}}}, {}, 1), ({}, {"marker": True}, 1)]
 
 
 async def test_edits_in_one_loop_turn_are_coalesced() -> None:
@@ -226,11 +272,11 @@ async def test_edits_during_initial_save_are_sent_afterwards() -> None:
     starting = asyncio.ensure_future(pa.start_auto_save())
     await settle(lambda: pa.get_status() is Status.SAVING)
     a.set_cell("t", "r", "c", 1)  # while the initial save is in flight
-    await asyncio.sleep(0.01)
-    assert room.change_saves == []  # held until the save completes
+    assert pa.has_pending_changes()
     room.save_gate.set()
     await starting
     await settle(lambda: len(room.change_saves) == 1)
+    assert room.events == ["full", "changes"]  # held until the save completed
     assert room.content == ({"t": {"r": {"c": 1}}}, {})
 
 
@@ -285,7 +331,8 @@ async def test_stop_and_restart_auto_persisting() -> None:
     a.set_cell("t", "r", "c", 1)
     b.set_cell("t", "r", "c", 2)
     await settle(lambda: room.content == ({"t": {"r": {"c": 1}}}, {}))
-    await asyncio.sleep(0.01)
+    # only a still listens, so nothing can reach b; and b did not send its edit
+    assert len(room.listeners) == 1 and len(room.change_saves) == 1
     assert b.get_cell("t", "r", "c") == 2
     await pb.start_auto_load()
     assert b.get_cell("t", "r", "c") == 1
@@ -295,16 +342,21 @@ async def test_schedule_runs_in_order_and_reports_errors() -> None:
     room = MemoryRoom()
     _, persister, errors = make(room)
     order: list[int] = []
+    started, release = asyncio.Event(), asyncio.Event()
 
-    async def slow(n: int) -> None:
-        await asyncio.sleep(0.01)
+    async def held(n: int) -> None:
+        started.set()
+        await release.wait()
         order.append(n)
 
     def boom() -> None:
         raise RuntimeError("boom")
 
-    first = asyncio.ensure_future(persister.schedule(lambda: slow(1), lambda: slow(2)))
+    first = asyncio.ensure_future(persister.schedule(lambda: held(1), lambda: held(2)))
     second = asyncio.ensure_future(persister.schedule(boom, lambda: order.append(3)))
+    await started.wait()
+    assert order == [] and not second.done()  # the second waits for the first
+    release.set()
     await asyncio.gather(first, second)
     assert order == [1, 2, 3]
     assert [str(e) for e in errors] == ["boom"]
@@ -322,7 +374,7 @@ async def test_destroy_stops_everything() -> None:
     assert not room.listeners
     assert not pa.is_auto_saving() and not pa.is_auto_loading()
     a.set_cell("t", "r", "c", 1)
-    await asyncio.sleep(0.01)
+    assert not pa.has_pending_changes()  # the Store listener is gone: nothing taken
     assert room.change_saves == []
 
 
@@ -333,6 +385,52 @@ async def test_pending_edits_are_sent_when_auto_save_stops() -> None:
     a.set_cell("t", "r", "c", 1)
     await pa.stop_auto_save()
     assert room.content == ({"t": {"r": {"c": 1}}}, {})
+
+
+# -- hooks --------------------------------------------------------------------------------
+async def test_hooks_see_local_edits_with_old_values_and_take_them_synchronously() -> None:
+    room = MemoryRoom(({"t": {"r": {"c": "before"}}}, {}))
+    taken: list[Changes] = []
+    seen: list[tuple[Changes, OldValues | None]] = []
+    hooks = PersisterHooks(
+        wants_old_values=lambda changes: "c" in changes[0].get("t", {}).get("r", {}),
+        on_local_changes=lambda changes, old: seen.append((copy_changes(changes), old)),
+        hand_over=taken.append,
+    )
+    store, persister, errors = make(room, hooks=hooks)
+    await persister.start_auto_persisting()
+    store.set_cell("t", "r", "c", "after")
+    store.set_cell("t", "r", "d", 1)
+    await settle(lambda: bool(taken))
+    assert seen[0] == (
+        ({"t": {"r": {"c": "after"}}}, {}, 1),
+        ({"t": {"r": {"c": ["before", "after"]}}}, {}),
+    )
+    assert seen[1] == (({"t": {"r": {"d": 1}}}, {}, 1), None)
+    # hand_over replaced set_persisted for local Changes, one batch for the turn
+    assert taken == [({"t": {"r": {"c": "after", "d": 1}}}, {}, 1)]
+    assert room.change_saves == []
+    assert persister.get_stats()["saves"] == 2  # the initial full save, then the batch
+    assert errors == []
+
+
+async def test_unsent_changes_of_the_transport_win_over_loaded_data() -> None:
+    room = MemoryRoom()
+    offline: list[Changes] = [({"t": {"r": {"c": "mine"}}}, {}, 1)]
+    store, persister, _ = make(room, hooks=PersisterHooks(unsent_changes=lambda: offline))
+    persister.apply_loaded(({"t": {"r": {"c": "theirs", "d": 1}}}, {}), count_load=True)
+    assert store.get_tables() == {"t": {"r": {"c": "mine", "d": 1}}}
+    assert persister.get_stats()["loads"] == 1
+
+
+async def test_loading_sets_the_status_for_a_transports_own_reload() -> None:
+    room = MemoryRoom()
+    _, persister, _ = make(room)
+    statuses: list[Status] = []
+    persister.add_status_listener(lambda _, status: statuses.append(status))
+    with persister.loading():
+        assert persister.get_status() is Status.LOADING
+    assert statuses == [Status.LOADING, Status.IDLE]
 
 
 # -- merging ------------------------------------------------------------------------------
@@ -351,10 +449,10 @@ def test_merge_changes_into_matches_sequential_application(
     first: Changes, second: Changes, merged: bool
 ) -> None:
     start: Content = ({"t": {"r": {"a": 0, "z": 9}, "q": {"a": 1}}}, {"v": 0, "w": 1})
-    expected = apply_changes_to_content(apply_changes_to_content(start, first), second)
+    expected = lww_applied(lww_applied(start, first), second)
     acc = copy_changes(first)
     assert merge_changes_into(acc, second) is merged
     if merged:
-        assert apply_changes_to_content(start, acc) == expected
+        assert lww_applied(start, acc) == expected
     else:
         assert acc == copy_changes(first)

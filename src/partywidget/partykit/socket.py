@@ -65,13 +65,11 @@ import contextlib
 import dataclasses
 import inspect
 import logging
-import math
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from decimal import Decimal
+from collections.abc import AsyncIterator, Mapping
 from functools import partial
-from typing import Any, ClassVar, Final, TypeAlias
+from typing import Any, ClassVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -105,7 +103,15 @@ from .options import (
     connect_arguments,
     socket_options,
 )
-from .url import room_base_url, strip_host, wire_url
+from .url import (
+    Query,
+    QueryMapping,
+    party_url,
+    query_string,
+    room_base_url,
+    strip_host,
+    wire_url,
+)
 
 __all__ = [
     "CLOSED",
@@ -129,126 +135,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-QueryValue: TypeAlias = str | int | float | bool | None
-QueryMapping: TypeAlias = Mapping[str, QueryValue]
-Query: TypeAlias = QueryMapping | Callable[[], QueryMapping] | Callable[[], Awaitable[QueryMapping]]
-
-
-# --------------------------------------------------------------------------- URLs
-# The host rule and path layout are in partywidget.partykit.url; the query string,
-# which follows JavaScript's number text and key order, is built here.
-
-
-def _js_number_text(x: float) -> str:
-    """``String(x)`` for a JavaScript number (shortest round-trip digits, JS exponents)."""
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    if x == 0:
-        return "0"
-    sign = "-" if x < 0 else ""
-    _, digit_tuple, exponent = Decimal(repr(abs(x))).as_tuple()
-    assert isinstance(exponent, int)
-    digits = "".join(map(str, digit_tuple)).rstrip("0") or "0"
-    # value = 0.DIGITS * 10**n
-    n = exponent + len(digit_tuple)
-    k = len(digits)
-    if k <= n <= 21:
-        text = digits + "0" * (n - k)
-    elif 0 < n <= 21:
-        text = f"{digits[:n]}.{digits[n:]}"
-    elif -6 < n <= 0:
-        text = "0." + "0" * -n + digits
-    else:
-        e = n - 1
-        mantissa = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
-        text = f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
-    return sign + text
-
-
-def _query_value_text(value: QueryValue) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _js_number_text(value)
-    raise TypeError(f"query values must be str, int, float, bool or None, not {type(value)!r}")
-
-
-_FORM_SAFE: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789*-._")
-
-
-def _form_encode(text: str) -> str:
-    """application/x-www-form-urlencoded, byte for byte as ``URLSearchParams``."""
-    # Lone surrogates become U+FFFD, as JS converts to USVString.
-    clean = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
-    out: list[str] = []
-    for byte in clean.encode("utf-8"):
-        if byte in _FORM_SAFE:
-            out.append(chr(byte))
-        elif byte == 0x20:
-            out.append("+")
-        else:
-            out.append(f"%{byte:02X}")
-    return "".join(out)
-
-
-def _js_key_order(keys: list[str]) -> list[str]:
-    """Object.entries order: array-index keys ascending first, then insertion order."""
-
-    def is_index(key: str) -> bool:
-        return (
-            key.isascii()
-            and key.isdigit()
-            and (key == "0" or key[0] != "0")
-            and (int(key) < 2**32 - 1)
-        )
-
-    indices = sorted((k for k in keys if is_index(k)), key=int)
-    return indices + [k for k in keys if not is_index(k)]
-
-
-def _query_string(pk: str, query: QueryMapping | None) -> str:
-    pairs: list[tuple[str, str]] = [("_pk", pk)]
-    if query:
-        if not isinstance(query, Mapping):
-            raise TypeError(f"query must be a mapping, not {type(query)!r}")
-        for key in _js_key_order([str(k) for k in query]):
-            value = query[key]
-            if value is not None:
-                pairs.append((key, _query_value_text(value)))
-    return "&".join(f"{_form_encode(k)}={_form_encode(v)}" for k, v in pairs)
-
-
-def party_url(
-    host: str,
-    room: str,
-    *,
-    party: str | None = "main",
-    id: str,
-    query: QueryMapping | None = None,
-    protocol: str | None = None,
-    path: str | None = None,
-    prefix: str | None = None,
-    base_path: str | None = None,
-) -> str:
-    """The WebSocket URL partysocket 1.3.0 builds for these options (query already
-    evaluated), e.g. ``ws://127.0.0.1:1999/parties/main/r1?_pk=abc&token=t``."""
-    base = room_base_url(
-        strip_host(host),
-        room,
-        "main" if party is None else party,
-        path,
-        prefix,
-        base_path,
-        protocol,
-    )
-    return f"{base}?{_query_string(id, query)}"
-
 
 # --------------------------------------------------------------------------- socket
 
@@ -269,7 +155,7 @@ def _check_identity(
         if text is not None and "/" in text:
             _log.warning("PartySocket: %s name %r contains '/'", kind, text)
     if not callable(query) and query is not None:
-        _query_string("", query)  # fail early on bad values
+        query_string("", query)  # fail early on bad values
 
 
 class PartySocket:
@@ -403,7 +289,7 @@ class PartySocket:
             query = query()
             if inspect.isawaitable(query):
                 query = await query
-        return f"{self.room_url}?{_query_string(self.id, query)}"
+        return f"{self.room_url}?{query_string(self.id, query)}"
 
     # ------------------------------------------------------------------ listeners
 

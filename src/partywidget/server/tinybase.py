@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
@@ -37,17 +35,31 @@ from typing import Any, ClassVar, Final
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from partywidget.codec import CodecError, decode_cell, js_dumps, js_loads, js_number
+from partywidget.codec import CodecError, js_dumps, js_loads
+from partywidget.jsvalue import js_truthy as _js_truthy
 from partywidget.model import DELETED
 from partywidget.server.room import Connection, PartyServer, Room, maybe_await, printable
 from partywidget.server.storage import StorageTransaction
+from partywidget.server.wire_rules import (
+    OFF_LOOP_CHARS,
+    OFF_LOOP_ITEMS,
+    Plan,
+    attempted,
+    hook_cell,
+    is_content_or_changes,
+    longest_id,
+    marker_misuse,
+    parse_changes,
+    row_items,
+    strip_deleted,
+    table_items,
+    to_wire,
+)
 
 __all__ = ["CORS_HEADERS", "TinyBasePartyKitServer", "TinyBaseServerConfig"]
 
 log = logging.getLogger("partywidget.server")
 
-DELETED_MARKER: Final = "\ufffc"
-JSON_MARKER: Final = "\ufffd"
 SET_CHANGES: Final = "s"
 HAS_STORE: Final = "hasStore"
 CORS_HEADERS: Final[Mapping[str, str]] = {
@@ -78,279 +90,6 @@ class TinyBaseServerConfig:
     message_prefix: str = ""
     storage_prefix: str = ""
     response_headers: Mapping[str, str] = field(default_factory=lambda: dict(CORS_HEADERS))
-
-
-# --------------------------------------------------------------------------- validation
-# JavaScript semantics the reference relies on, reproduced so that exactly the same
-# inputs are accepted.
-
-_JS_SPACE: Final = (
-    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
-    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-)
-_JS_DECIMAL: Final = re.compile(r"[+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)")
-_JS_RADIX: Final = {"x": (16, "0123456789abcdefABCDEF"), "o": (8, "01234567"), "b": (2, "01")}
-
-
-def _js_to_number(text: str) -> float:
-    """JavaScript's ``Number(string)``."""
-    s = text.strip(_JS_SPACE)
-    if not s:
-        return 0.0
-    if len(s) > 2 and s[0] == "0" and s[1].lower() in _JS_RADIX:
-        base, digits = _JS_RADIX[s[1].lower()]
-        return float(int(s[2:], base)) if all(c in digits for c in s[2:]) else math.nan
-    if _JS_DECIMAL.fullmatch(s):
-        return float(s.replace("Infinity", "inf"))
-    return math.nan
-
-
-def _js_to_string(x: Any) -> str:
-    """JavaScript's ``String(x)`` for parsed JSON values (arrays join with commas)."""
-    if x is None or x is DELETED:
-        return ""
-    if x is True:
-        return "true"
-    if x is False:
-        return "false"
-    if isinstance(x, int | float):
-        return js_number(x)
-    if isinstance(x, str):
-        return x
-    if isinstance(x, list):
-        return ",".join(_js_to_string(item) for item in x)
-    return "[object Object]"
-
-
-def _js_equals_one(x: Any) -> bool:
-    """JavaScript's ``x == 1`` (the reference's check of a Changes' third element)."""
-    if x is True:
-        return True
-    if x is False or x is None or x is DELETED or isinstance(x, dict):
-        return False
-    if isinstance(x, int | float):
-        return bool(x == 1)
-    return _js_to_number(_js_to_string(x)) == 1
-
-
-def _js_truthy(x: Any) -> bool:
-    if isinstance(x, dict | list):
-        return True
-    return bool(x) and not (isinstance(x, float) and math.isnan(x))
-
-
-def _replace_undefined(obj: Any) -> Any:
-    """The reference's ``jsonParseWithUndefined``: ``"\\uFFFC"`` at any depth -> DELETED."""
-    if type(obj) is str:
-        return DELETED if obj == DELETED_MARKER else obj
-    if type(obj) is list:
-        return [_replace_undefined(item) for item in obj]
-    if type(obj) is dict:
-        return {key: _replace_undefined(value) for key, value in obj.items()}
-    return obj
-
-
-def _strip_deleted(cell: Any) -> Any:
-    """Inside an (unencoded) object/array cell, ``undefined`` is not storable: drop it
-    from objects and make it ``null`` in arrays, as JSON.stringify does."""
-    if type(cell) is dict:
-        return {k: _strip_deleted(v) for k, v in cell.items() if v is not DELETED}
-    if type(cell) is list:
-        return [None if v is DELETED else _strip_deleted(v) for v in cell]
-    return cell
-
-
-def _is_cell_or_value(x: Any) -> bool:
-    t = type(x)
-    if t is str or t is bool or t is int or t is dict or t is list or x is None:
-        return True
-    return t is float and math.isfinite(x)
-
-
-def _is_things(things: Any, depth: int, changes: bool) -> bool:
-    if type(things) is not dict:
-        return False
-    for thing in things.values():
-        if thing is DELETED:
-            if not changes:
-                return False
-        elif depth:
-            if not _is_things(thing, depth - 1, changes):
-                return False
-        elif not _is_cell_or_value(thing):
-            return False
-    return True
-
-
-def is_content_or_changes(obj: Any, changes: bool) -> bool:
-    """The reference's ``isContentOrChanges`` (on a parsed, undefined-replaced payload)."""
-    return (
-        type(obj) is list
-        and len(obj) == (3 if changes else 2)
-        and (not changes or _js_equals_one(obj[2]))
-        and _is_things(obj[0], 2, changes)
-        and _is_things(obj[1], 0, changes)
-    )
-
-
-def _longest_id(tables: dict[str, Any], values: dict[str, Any]) -> int:
-    longest = max(map(len, values), default=0)
-    for table_id, table in tables.items():
-        longest = max(longest, len(table_id))
-        if type(table) is dict:
-            for row_id, row in table.items():
-                longest = max(longest, len(row_id))
-                if type(row) is dict:
-                    longest = max(longest, max(map(len, row), default=0))
-    return longest
-
-
-def _to_wire(tables: dict[str, Any], values: dict[str, Any]) -> list[Any]:
-    """Changes with DELETED at table/row/cell/value level -> JSON-ready wire list."""
-
-    def mark(x: Any) -> Any:
-        return DELETED_MARKER if x is DELETED else x
-
-    wire_tables: dict[str, Any] = {}
-    for table_id, table in tables.items():
-        if table is DELETED:
-            wire_tables[table_id] = DELETED_MARKER
-            continue
-        wire_table: dict[str, Any] = {}
-        for row_id, row in table.items():
-            wire_table[row_id] = (
-                DELETED_MARKER if row is DELETED else {c: mark(v) for c, v in row.items()}
-            )
-        wire_tables[table_id] = wire_table
-    return [wire_tables, {v: mark(x) for v, x in values.items()}, 1]
-
-
-def _hook_cell(cell: Any) -> Any:
-    """What hooks see of a wire cell: decoded JSON cells, the raw value if undecodable."""
-    if cell is DELETED or cell == DELETED_MARKER:
-        return cell
-    try:
-        return decode_cell(cell)
-    except CodecError:
-        return cell
-
-
-def _marker_misuse(tables: dict[str, Any], values: dict[str, Any]) -> str | None:
-    """Why a payload's cells misuse the reserved markers, or ``None``.
-
-    ``"\\uFFFD"`` starts an object/array cell (its JSON follows) and ``"\\uFFFC"`` means
-    "deleted" (only in Changes and only as a whole table/row/cell/value, where it was
-    already turned into DELETED before this check). A string cell breaking these rules
-    cannot be decoded by clients: stored, it would make the whole room unloadable for
-    them. The reference server stores such cells; refusing them is compatible with
-    every well-formed client, which never sends them.
-    """
-
-    def check(cell: Any, where: str) -> str | None:
-        if type(cell) is dict or type(cell) is list:
-            # An unencoded object/array cell: clients refuse "\\uFFFC" anywhere in it.
-            if _contains_deleted_marker(cell):
-                return f'deletion marker "\\ufffc" inside an object/array cell at {where}'
-            return None
-        if type(cell) is not str:
-            return None
-        if cell == DELETED_MARKER:
-            return f'deletion marker "\\ufffc" as a cell of Content at {where}'
-        if cell.startswith(JSON_MARKER):
-            try:
-                decode_cell(cell)
-            except CodecError as error:
-                return f'reserved marker "\\ufffd" misused at {where}: {error}'
-        return None
-
-    for table_id, table in tables.items():
-        if type(table) is dict:
-            for row_id, row in table.items():
-                if type(row) is dict:
-                    for cell_id, cell in row.items():
-                        reason = check(cell, f"{table_id!r}/{row_id!r}/{cell_id!r}"[:200])
-                        if reason is not None:
-                            return reason
-    for value_id, value in values.items():
-        reason = check(value, f"value {value_id!r}"[:200])
-        if reason is not None:
-            return reason
-    return None
-
-
-def _contains_deleted_marker(obj: Any) -> bool:
-    if type(obj) is str:
-        return obj == DELETED_MARKER
-    if type(obj) is dict:
-        return any(_contains_deleted_marker(v) for v in obj.values())
-    if type(obj) is list:
-        return any(_contains_deleted_marker(v) for v in obj)
-    return False
-
-
-def _attempted(plan: _Plan) -> list[tuple[Any, ...]]:
-    """Every item a plan would change (in ``_Plan.rejected``'s form), rejected ones too."""
-    items: list[tuple[Any, ...]] = list(plan.rejected)
-    for table_id, table in plan.accepted_tables.items():
-        if table is DELETED:
-            items.append(("table", table_id))
-            continue
-        for row_id, row in table.items():
-            if row is DELETED:
-                items.append(("row", table_id, row_id))
-            else:
-                items.extend(
-                    ("cell", table_id, row_id, c, v is not DELETED) for c, v in row.items()
-                )
-    items.extend(("value", v, x is not DELETED) for v, x in plan.accepted_values.items())
-    return items
-
-
-@dataclass
-class _Plan:
-    """One save: what the hooks accepted, what to write, what to tell the sender."""
-
-    accepted_tables: dict[str, Any] = field(default_factory=dict)
-    accepted_values: dict[str, Any] = field(default_factory=dict)
-    set_cells: dict[tuple[str, str, str], Any] = field(default_factory=dict)
-    set_values: dict[str, Any] = field(default_factory=dict)
-    del_tables: list[str] = field(default_factory=list)
-    del_rows: list[tuple[str, str]] = field(default_factory=list)
-    del_cells: list[tuple[str, str, str]] = field(default_factory=list)
-    del_values: list[str] = field(default_factory=list)
-    # ("table", t) | ("row", t, r) | ("cell", t, r, c, was_set) | ("value", v, was_set)
-    rejected: list[tuple[Any, ...]] = field(default_factory=list)
-    has_store: bool = False
-
-    def accepted_row(self, table_id: str, row_id: str) -> dict[str, Any]:
-        table: dict[str, Any] = self.accepted_tables.setdefault(table_id, {})
-        row: dict[str, Any] = table.setdefault(row_id, {})
-        return row
-
-
-OFF_LOOP_CHARS = 256 * 1024
-"""Messages longer than this are parsed, planned and encoded in slices or off the loop."""
-
-OFF_LOOP_ITEMS = 4096
-"""Big plans yield to the event loop after this many items (hooks run on the loop)."""
-
-
-def _parse_changes(text: str, max_depth: int, max_id_length: int) -> tuple[Any, str | None]:
-    """``(payload, None)`` for valid Changes JSON, else ``(None, why it is refused)``."""
-    try:
-        payload = js_loads(text, max_depth=max_depth)
-    except CodecError as error:
-        return None, str(error)
-    if DELETED_MARKER in text or "\\u" in text:
-        payload = _replace_undefined(payload)
-    if not is_content_or_changes(payload, True):
-        return None, "not [tables, values, 1]"
-    if _longest_id(payload[0], payload[1]) > max_id_length:
-        return None, "id too long"
-    misuse = _marker_misuse(payload[0], payload[1])
-    if misuse is not None:
-        return None, misuse
-    return payload, None
 
 
 class TinyBasePartyKitServer(PartyServer):
@@ -556,10 +295,10 @@ class TinyBasePartyKitServer(PartyServer):
             if not is_content_or_changes(content, False):
                 log.warning("%s: PUT refused (400): not [tables, values]", self.party.label)
                 return self._response(400)
-            if _longest_id(content[0], content[1]) > self.party.limits.max_id_length:
+            if longest_id(content[0], content[1]) > self.party.limits.max_id_length:
                 log.warning("%s: PUT refused (400): id too long", self.party.label)
                 return self._response(400)
-            misuse = _marker_misuse(content[0], content[1])
+            misuse = marker_misuse(content[0], content[1])
             if misuse is not None:
                 log.warning("%s: PUT refused (400): %s", self.party.label, misuse)
                 return self._response(400)
@@ -597,10 +336,10 @@ class TinyBasePartyKitServer(PartyServer):
             # Parsing and checking a big message is pure CPU work: in a thread, the
             # event loop keeps serving other rooms (it gets the GIL back every few ms).
             payload, problem = await asyncio.to_thread(
-                _parse_changes, text, limits.max_json_depth, limits.max_id_length
+                parse_changes, text, limits.max_json_depth, limits.max_id_length
             )
         else:
-            payload, problem = _parse_changes(text, limits.max_json_depth, limits.max_id_length)
+            payload, problem = parse_changes(text, limits.max_json_depth, limits.max_id_length)
         if problem is not None:
             log.warning("%s: rejected changes: %s", label, problem)
             return
@@ -618,23 +357,23 @@ class TinyBasePartyKitServer(PartyServer):
                 # Nothing was stored: broadcast nothing, and tell the sender what *is*
                 # stored for everything it tried to change, so it does not keep a value
                 # nobody else has (the same reconverging message as a hook rejection).
-                attempted = _attempted(plan)
-                tables, values = self._current_values(attempted)
+                tried = attempted(plan)
+                tables, values = self._current_values(tried)
                 log.error(
                     "%s: storage write failed (%s: %s): changes not stored, not "
                     "broadcast; sent the sender the stored values of %d item(s)",
                     label,
                     type(error).__name__,
                     error,
-                    len(attempted),
+                    len(tried),
                 )
                 if tables or values:
-                    connection.send(prefix + SET_CHANGES + js_dumps(_to_wire(tables, values)))
+                    connection.send(prefix + SET_CHANGES + js_dumps(to_wire(tables, values)))
                 return
             if not committed:
                 return
             if plan.accepted_tables or plan.accepted_values:
-                wire = _to_wire(*self._accepted(plan))
+                wire = to_wire(*self._accepted(plan))
                 if len(text) > OFF_LOOP_CHARS:
                     encoded = await asyncio.to_thread(js_dumps, wire)
                 else:
@@ -648,10 +387,10 @@ class TinyBasePartyKitServer(PartyServer):
                     len(plan.rejected),
                 )
                 if tables or values:
-                    connection.send(prefix + SET_CHANGES + js_dumps(_to_wire(tables, values)))
+                    connection.send(prefix + SET_CHANGES + js_dumps(to_wire(tables, values)))
 
     @staticmethod
-    def _accepted(plan: _Plan) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _accepted(plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
         return plan.accepted_tables, plan.accepted_values
 
     # ----------------------------------------------------------------- saving
@@ -662,9 +401,9 @@ class TinyBasePartyKitServer(PartyServer):
         values: dict[str, Any],
         initial: bool,
         who: HTTPConnection | Connection,
-    ) -> _Plan:
+    ) -> Plan:
         """Pass every item through the hooks, as the reference's ``saveStore`` does."""
-        plan = _Plan()
+        plan = Plan()
         rejected = plan.rejected
         allow = self._allow
         seen = 0
@@ -705,28 +444,20 @@ class TinyBasePartyKitServer(PartyServer):
                             elif not self._hooked["can_set_cell"] or await allow(
                                 "can_set_cell",
                                 *ids,
-                                _hook_cell(cell),
+                                hook_cell(cell),
                                 initial,
                                 who,
-                                _hook_cell(self._old_cell(*ids)),
+                                hook_cell(self._old_cell(*ids)),
                             ):
-                                cell = _strip_deleted(cell)
+                                cell = strip_deleted(cell)
                                 plan.set_cells[ids] = cell
                                 plan.accepted_row(table_id, row_id)[cell_id] = cell
                             else:
                                 rejected.append(("cell", *ids, True))
                     else:
-                        rejected.extend(
-                            ("cell", table_id, row_id, c, v is not DELETED) for c, v in row.items()
-                        )
+                        rejected.extend(row_items(table_id, row_id, row))
             else:
-                for row_id, row in table.items():
-                    if row is DELETED:
-                        rejected.append(("row", table_id, row_id))
-                    else:
-                        rejected.extend(
-                            ("cell", table_id, row_id, c, v is not DELETED) for c, v in row.items()
-                        )
+                rejected.extend(table_items(table_id, table))
         for value_id, value in values.items():
             if value is DELETED:
                 if value_id not in self._values:
@@ -739,12 +470,12 @@ class TinyBasePartyKitServer(PartyServer):
             elif not self._hooked["can_set_value"] or await allow(
                 "can_set_value",
                 value_id,
-                _hook_cell(value),
+                hook_cell(value),
                 initial,
                 who,
-                _hook_cell(self._values.get(value_id, DELETED)),
+                hook_cell(self._values.get(value_id, DELETED)),
             ):
-                value = _strip_deleted(value)
+                value = strip_deleted(value)
                 plan.set_values[value_id] = value
                 plan.accepted_values[value_id] = value
             else:
@@ -761,7 +492,7 @@ class TinyBasePartyKitServer(PartyServer):
     def _old_cell(self, table_id: str, row_id: str, cell_id: str) -> Any:
         return self._tables.get(table_id, {}).get(row_id, {}).get(cell_id, DELETED)
 
-    async def _commit(self, plan: _Plan, *, initial: bool) -> bool:
+    async def _commit(self, plan: Plan, *, initial: bool) -> bool:
         """Write the plan in one storage transaction, then (only then) update the mirror."""
         if len(plan.set_cells) + len(plan.del_cells) > OFF_LOOP_ITEMS:
             # Pure work over the plan and the mirror, which only this room's lock
@@ -790,7 +521,7 @@ class TinyBasePartyKitServer(PartyServer):
         self._apply(plan)
         return True
 
-    def _storage_keys(self, plan: _Plan) -> tuple[list[str], dict[str, Any]]:
+    def _storage_keys(self, plan: Plan) -> tuple[list[str], dict[str, Any]]:
         """The storage keys the plan deletes, and the keys and values it sets."""
         cell_key, value_key = self._cell_key, self._value_key
         to_delete: list[str] = []
@@ -805,7 +536,7 @@ class TinyBasePartyKitServer(PartyServer):
         to_set.update((value_key(v), value) for v, value in plan.set_values.items())
         return to_delete, to_set
 
-    def _apply(self, plan: _Plan) -> None:
+    def _apply(self, plan: Plan) -> None:
         tables, values = self._tables, self._values
         for t in plan.del_tables:
             tables.pop(t, None)

@@ -19,7 +19,11 @@ import numbers
 from collections.abc import Callable
 from typing import Any, Final
 
-from partywidget.store._js import js_keys, js_number_str
+from partywidget.codec import js_dumps
+from partywidget.jsvalue import DELETED_MARKER as UNDEFINED_MARKER
+from partywidget.jsvalue import JSON_MARKER as JSON_PREFIX
+from partywidget.jsvalue import MAX_SAFE_INT
+from partywidget.jsvalue import js_int as _parse_int
 
 __all__ = [
     "JSON_PREFIX",
@@ -39,15 +43,11 @@ __all__ = [
     "where",
 ]
 
-JSON_PREFIX: Final = "\ufffd"
-UNDEFINED_MARKER: Final = "\ufffc"
-
+# ToNumber of an integer beyond the double range is Infinity: not a cell. Below it but
+# beyond MAX_SAFE_INT, JavaScript holds the nearest double, not the integer: a Python int
+# that large is kept as that double (as float, like the codec decodes it from the wire),
+# so that our Store, get_json and every peer see the same number.
 MAX_INT: Final = int(1.7976931348623157e308)
-# Beyond this, JavaScript holds the nearest double, not the integer: a Python int that
-# large is kept as that double (as float, like the codec decodes it from the wire), so
-# that our Store, get_json and every peer see the same number.
-MAX_SAFE_INT: Final = 2**53
-# ToNumber of an integer beyond the double range is Infinity: not a cell.
 _TYPES_MESSAGE: Final = "cells and values must be str, int, float, bool, None, or dict/list of them"
 
 
@@ -193,55 +193,6 @@ def cell_type(value: Any) -> str | None:
     return None
 
 
-def _default(obj: Any) -> Any:
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-def _fallback_dumps(obj: Any) -> str:
-    """``JSON.stringify`` for checked JSON values: JS key order and number text."""
-    # TODO: drop once every deployment has partywidget.codec (it provides js_dumps).
-    if isinstance(obj, dict):
-        return (
-            "{"
-            + ",".join(
-                json.dumps(key, ensure_ascii=False) + ":" + _fallback_dumps(obj[key])
-                for key in js_keys(obj)
-            )
-            + "}"
-        )
-    if isinstance(obj, (list, tuple)):
-        return "[" + ",".join(_fallback_dumps(item) for item in obj) + "]"
-    if obj is True:
-        return "true"
-    if obj is False:
-        return "false"
-    if obj is None:
-        return "null"
-    if isinstance(obj, (int, float)):
-        return js_number_str(obj)
-    return json.dumps(obj, ensure_ascii=False, default=_default)
-
-
-def _load_dumps() -> Callable[[Any], str]:
-    try:
-        from partywidget import codec
-    except ImportError:
-        return _fallback_dumps
-    dumps: Callable[[Any], str] | None = getattr(codec, "js_dumps", None)
-    return dumps if dumps is not None else _fallback_dumps
-
-
-_dumps: Callable[[Any], str] | None = None
-
-
-def js_dumps(obj: Any) -> str:
-    """``JSON.stringify`` (codec's implementation when available)."""
-    global _dumps
-    if _dumps is None:
-        _dumps = _load_dumps()
-    return _dumps(obj)
-
-
 def encode_if_json(value: Any) -> Any:
     """TinyBase's ``encodeIfJson``: objects and arrays become prefixed JSON text."""
     if isinstance(value, (dict, list)):
@@ -263,12 +214,6 @@ def is_reserved_string(value: Any, accepting_encoded: bool = False) -> bool:
 
 def _parse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
-
-
-def _parse_int(text: str) -> int | float:
-    """JSON integers as JavaScript reads them: beyond 2**53, the nearest double."""
-    value = int(text)
-    return value if -MAX_SAFE_INT <= value <= MAX_SAFE_INT else float(text)
 
 
 def json_parse(text: str) -> Any:
