@@ -70,7 +70,7 @@ bench: setup js
 # artifacts/mutation/report.md; docs/mutation.md explains every survivor.
 MUTMUT ?= $(VENV)/bin/mutmut
 mutate: py-deps
-	$(MUTMUT) run --max-children 1
+	PYTHONPATH=$(CURDIR)/tools $(MUTMUT) run --max-children 1
 	$(PY) tools/mutation_report.py
 
 clean:
