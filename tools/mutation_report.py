@@ -80,6 +80,9 @@ def render(modules: list[Module], explained: str) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for m in modules:
+        if not m.total:
+            lines.append(f"| `{m.path}` | {len(m.unchecked)} not run | | | | | |")
+            continue
         lines.append(
             f"| `{m.path}` | {m.total} | {len(m.killed)} | {len(m.timeout)} "
             f"| {len(m.survived)} | {len(m.untested)} | {m.score:.1f}% |"
@@ -87,7 +90,7 @@ def render(modules: list[Module], explained: str) -> str:
     for m in modules:
         rest = m.survived + m.untested
         if m.unchecked:
-            lines += ["", f"{len(m.unchecked)} mutants of `{m.path}` were not run."]
+            lines += ["", f"{len(m.unchecked)} mutants of `{m.path}` were not run yet."]
         if not rest:
             continue
         lines += ["", f"## Survivors in `{m.path}`"]
@@ -110,6 +113,9 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(modules, explained))
     for m in modules:
+        if not m.total:
+            print(f"{m.path}: not measured ({len(m.unchecked)} mutants not run)")
+            continue
         print(
             f"{m.path}: {m.score:.1f}% of {m.total} killed, "
             f"{len(m.survived) + len(m.untested)} survive"
