@@ -68,9 +68,11 @@ bench: setup js
 # pyproject's [tool.mutmut]); not part of `make test`. One worker: it shares the machine.
 # Verdicts are cached in mutants/, so a second run only redoes what changed. Writes
 # artifacts/mutation/report.md; docs/mutation.md explains every survivor.
+# One module at a time: make mutate MUTANTS='partywidget.server.wire_rules*'
 MUTMUT ?= $(VENV)/bin/mutmut
+MUTANTS ?=
 mutate: py-deps
-	PYTHONPATH=$(CURDIR)/tools $(MUTMUT) run --max-children 1
+	PYTHONPATH=$(CURDIR)/tools $(MUTMUT) run --max-children 1 $(if $(MUTANTS),"$(MUTANTS)",)
 	$(PY) tools/mutation_report.py
 
 clean:
