@@ -41,3 +41,12 @@ def test_attempted_lists_rejected_then_accepted_items() -> None:
         ("value", "v", True),
         ("value", "w", False),
     ]
+
+
+def test_changes_third_element_is_compared_as_javascript_x_equals_one() -> None:
+    from partywidget.server.wire_rules import is_content_or_changes
+
+    for one in (1, 1.0, True, "1", " 1 ", [1]):
+        assert is_content_or_changes([{}, {}, one], True), one
+    for other in (False, None, DELETED, {}, 0, 2, "2", "x", []):
+        assert not is_content_or_changes([{}, {}, other], True), other
