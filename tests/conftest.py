@@ -12,11 +12,19 @@ import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from partywidget.server import ServerThread, run_in_thread
 from support.node import NodePeers, node_available
 from support.ports import free_port
 from support.tools import REQUIRE_ALL_ENV, require_all
+
+# No verdict may depend on the machine's speed: Hypothesis' per-example deadline and its
+# too-slow health check are timing verdicts, so they are off for every property test.
+settings.register_profile(
+    "partywidget", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("partywidget")
 
 
 def _fail_skip(report: pytest.TestReport | pytest.CollectReport) -> None:

@@ -39,6 +39,25 @@ async def test_get_put_delete_and_missing_versus_null(storage: Storage) -> None:
     assert await storage.list(NS) == {}
 
 
+async def test_room_view_reads_and_writes_only_its_own_room(storage: Storage) -> None:
+    room = storage.room("main", "room")
+    other = ("main", "other")
+    await storage.put(other, "k", "theirs")
+    assert await room.get("k") is MISSING
+    await room.put("k", "mine")
+    await room.put_many({"a": 1, "b": 2})
+    assert await room.get("k") == "mine"
+    assert await storage.list(NS) == {"a": 1, "b": 2, "k": "mine"}
+    assert await room.list("a") == {"a": 1}
+    assert await room.transaction(lambda txn: txn.get("b")) == 2
+    assert await room.delete("k") is True
+    assert await room.delete("k") is False
+    assert await room.delete_many(["a", "b", "nope"]) == 2
+    assert await room.list() == {}
+    assert await storage.list(other) == {"k": "theirs"}
+    assert repr(MISSING) == "MISSING"
+
+
 async def test_values_are_copies(storage: Storage) -> None:
     value = {"x": [1]}
     await storage.put(NS, "k", value)
@@ -124,7 +143,11 @@ def test_sqlite_commit_survives_kill_9(tmp_path: Path) -> None:
         asyncio.run(main())
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    src = str(Path(__file__).parents[2] / "src")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+    }
     done = subprocess.run([sys.executable, "-c", script], env=env, timeout=60)
     assert done.returncode == -signal.SIGKILL
 
