@@ -42,8 +42,8 @@ js: node-deps
 	npm run build
 
 lint: py-deps
-	$(VENV)/bin/ruff format --check src tests benchmarks
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks tools
+	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(VENV)/bin/mypy
 	tsc --noEmit -p .
 

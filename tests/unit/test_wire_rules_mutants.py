@@ -48,5 +48,6 @@ def test_changes_third_element_is_compared_as_javascript_x_equals_one() -> None:
 
     for one in (1, 1.0, True, "1", " 1 ", [1]):
         assert is_content_or_changes([{}, {}, one], True), one
-    for other in (False, None, DELETED, {}, 0, 2, "2", "x", []):
+    others: tuple[object, ...] = (False, None, DELETED, {}, 0, 2, "2", "x", [])
+    for other in others:
         assert not is_content_or_changes([{}, {}, other], True), other
