@@ -431,33 +431,65 @@ class TinyBasePartyKitServer(PartyServer):
                         if seen >= OFF_LOOP_ITEMS:  # a big plan lets other rooms run
                             seen = 0
                             await asyncio.sleep(0)
-                        for cell_id, cell in row.items():
-                            ids = (table_id, row_id, cell_id)
-                            if cell is DELETED:
-                                if self._old_cell(*ids) is DELETED:
-                                    continue
-                                if await allow("can_del_cell", *ids, who):
-                                    plan.del_cells.append(ids)
-                                    plan.accepted_row(table_id, row_id)[cell_id] = DELETED
-                                else:
-                                    rejected.append(("cell", *ids, False))
-                            elif not self._hooked["can_set_cell"] or await allow(
-                                "can_set_cell",
-                                *ids,
-                                hook_cell(cell),
-                                initial,
-                                who,
-                                hook_cell(self._old_cell(*ids)),
-                            ):
-                                cell = strip_deleted(cell)
-                                plan.set_cells[ids] = cell
-                                plan.accepted_row(table_id, row_id)[cell_id] = cell
-                            else:
-                                rejected.append(("cell", *ids, True))
+                        await self._plan_cells(plan, table_id, row_id, row, initial, who)
                     else:
                         rejected.extend(row_items(table_id, row_id, row))
             else:
                 rejected.extend(table_items(table_id, table))
+        await self._plan_values(plan, values, initial, who)
+        if initial:
+            plan.rejected.clear()  # a PUT has no socket to reconverge through
+            # Content without a cell or value (``[{"t":{}},{}]`` too) is the empty store.
+            empty = not values and not any(
+                row for table in tables.values() for row in table.values()
+            )
+            plan.has_store = empty or bool(plan.accepted_tables or plan.accepted_values)
+        return plan
+
+    async def _plan_cells(
+        self,
+        plan: Plan,
+        table_id: str,
+        row_id: str,
+        row: dict[str, Any],
+        initial: bool,
+        who: HTTPConnection | Connection,
+    ) -> None:
+        """The cell hooks of one row whose row hook allowed it."""
+        allow = self._allow
+        for cell_id, cell in row.items():
+            ids = (table_id, row_id, cell_id)
+            if cell is DELETED:
+                if self._old_cell(*ids) is DELETED:
+                    continue
+                if await allow("can_del_cell", *ids, who):
+                    plan.del_cells.append(ids)
+                    plan.accepted_row(table_id, row_id)[cell_id] = DELETED
+                else:
+                    plan.rejected.append(("cell", *ids, False))
+            elif not self._hooked["can_set_cell"] or await allow(
+                "can_set_cell",
+                *ids,
+                hook_cell(cell),
+                initial,
+                who,
+                hook_cell(self._old_cell(*ids)),
+            ):
+                cell = strip_deleted(cell)
+                plan.set_cells[ids] = cell
+                plan.accepted_row(table_id, row_id)[cell_id] = cell
+            else:
+                plan.rejected.append(("cell", *ids, True))
+
+    async def _plan_values(
+        self,
+        plan: Plan,
+        values: dict[str, Any],
+        initial: bool,
+        who: HTTPConnection | Connection,
+    ) -> None:
+        """The value hooks, after every table's."""
+        allow = self._allow
         for value_id, value in values.items():
             if value is DELETED:
                 if value_id not in self._values:
@@ -466,7 +498,7 @@ class TinyBasePartyKitServer(PartyServer):
                     plan.del_values.append(value_id)
                     plan.accepted_values[value_id] = DELETED
                 else:
-                    rejected.append(("value", value_id, False))
+                    plan.rejected.append(("value", value_id, False))
             elif not self._hooked["can_set_value"] or await allow(
                 "can_set_value",
                 value_id,
@@ -479,15 +511,7 @@ class TinyBasePartyKitServer(PartyServer):
                 plan.set_values[value_id] = value
                 plan.accepted_values[value_id] = value
             else:
-                rejected.append(("value", value_id, True))
-        if initial:
-            plan.rejected.clear()  # a PUT has no socket to reconverge through
-            # Content without a cell or value (``[{"t":{}},{}]`` too) is the empty store.
-            empty = not values and not any(
-                row for table in tables.values() for row in table.values()
-            )
-            plan.has_store = empty or bool(plan.accepted_tables or plan.accepted_values)
-        return plan
+                plan.rejected.append(("value", value_id, True))
 
     def _old_cell(self, table_id: str, row_id: str, cell_id: str) -> Any:
         return self._tables.get(table_id, {}).get(row_id, {}).get(cell_id, DELETED)
