@@ -559,6 +559,13 @@ class SQLiteStorage(Storage):
                 continue
             item.succeed(result)
             committed_ok.append(item)
+        self._commit(committed_ok)
+        self._note_failures(batch)
+        self._deliver(batch)
+
+    def _commit(self, committed_ok: list[_Pending]) -> None:
+        """COMMIT what succeeded; if that fails, none of it was stored."""
+        conn = self._conn
         if conn.in_transaction:
             try:
                 if self.before_commit is not None:
@@ -579,8 +586,6 @@ class SQLiteStorage(Storage):
             lost_error = sqlite3.OperationalError("transaction was rolled back")
             for item in committed_ok:
                 item.fail(lost_error)
-        self._note_failures(batch)
-        self._deliver(batch)
 
     def _note_failures(self, batch: list[_Pending]) -> None:
         if any(isinstance(i.error, sqlite3.Error) and "readonly" in str(i.error) for i in batch):
