@@ -38,6 +38,10 @@ Store calls onto the loop (the Store itself is not thread-safe); the widget does
 
 Every error swallowed here (and by transports built on it) goes to ``on_ignored_error``
 and to this module's logger; background tasks never end with an unretrieved exception.
+
+One class of ~750 lines on purpose: load, save, auto-load and auto-save share one
+schedule, one status and one set of generation counters, and their interleavings are
+the hard part; apart, each half would reach into the other's state.
 """
 
 from __future__ import annotations
