@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup system-deps node-deps py-deps js demo demo-terminal test lint bench mutate clean
+.PHONY: test-random setup system-deps node-deps py-deps js demo demo-terminal test lint bench mutate clean
 
 setup: system-deps node-deps py-deps
 
@@ -50,6 +50,10 @@ lint: py-deps
 # The README's test command: everything, from scratch.
 test: setup js lint
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The suite in random order (pytest-randomly); a failure prints the seed to reuse.
+test-random: setup js
+	$(PY) -m pytest -q -p no:cacheprovider -p randomly
 
 # The README's main job: JupyterLab on the quickstart notebook; the widget starts the
 # embedded room server itself. Root needs --allow-root; no browser here just prints the URL.

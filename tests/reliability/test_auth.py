@@ -176,7 +176,7 @@ TRICKY_ROOMS = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def iso_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerThread, Path]]:
     db = tmp_path_factory.mktemp("iso") / "rooms.sqlite3"
     app = create_app({"main": TinyBasePartyKitServer, "other": TinyBasePartyKitServer}, db)
